@@ -1,0 +1,1 @@
+"""Command-line front (Typer): parses options, calls the core, renders results."""

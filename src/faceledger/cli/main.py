@@ -1,0 +1,93 @@
+"""The ``faceledger`` command: engine commands, model packs and evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from faceledger.cli.common import emit, face_json, fail_cleanly, progress_bar
+from faceledger.cli.eval import eval_app
+from faceledger.engine import Engine
+from faceledger.models.packs import BUILTIN_PACKS, load_pack
+
+app = typer.Typer(
+    help="faceledger: self-hosted, accountable face recognition.", no_args_is_help=True
+)
+app.add_typer(eval_app, name="eval")
+
+PackOpt = Annotated[str, typer.Option("--model", help="Model pack: default, dlib, or dir:PATH.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
+@app.command()
+@fail_cleanly
+def detect(
+    images: Annotated[list[Path], typer.Argument(help="Image files.")],
+    model: PackOpt = "default",
+    min_face_size: Annotated[float, typer.Option(help="Ignore smaller faces (pixels).")] = 10.0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Find faces: boxes, 5 landmarks, detector score and quality for each image."""
+    engine = Engine(model, min_face_size=min_face_size)
+    results: list[dict[str, Any]] = []
+    with progress_bar("detecting", enabled=len(images) > 1) as progress:
+        for i, (path, faces) in enumerate(
+            zip(images, engine.map(engine.detect, images), strict=True)
+        ):
+            results.append({"image": str(path), "faces": [face_json(f) for f in faces]})
+            progress(i + 1, len(images))
+    if json_out:
+        emit(results if len(results) > 1 else results[0])
+    else:
+        for r in results:
+            grades = ", ".join(f["quality"]["grade"] for f in r["faces"])
+            typer.echo(f"{r['image']}: {len(r['faces'])} face(s) {grades}")
+
+
+@app.command()
+@fail_cleanly
+def compare(
+    a: Annotated[Path, typer.Argument(help="First image (its largest face is used).")],
+    b: Annotated[Path, typer.Argument(help="Second image (its largest face is used).")],
+    max_fmr: Annotated[float, typer.Option(help="Stated false match rate of the decision.")] = 1e-4,
+    model: PackOpt = "default",
+    json_out: JsonOpt = False,
+) -> None:
+    """Compare two faces: similarity, the threshold for the stated false match rate, decision."""
+    result = Engine(model).compare(a, b, max_fmr=max_fmr)
+    if json_out:
+        emit(result)
+    else:
+        verdict = "passes" if result.same_person else "does not pass"
+        typer.echo(
+            f"similarity {result.similarity:.4f} {verdict} the threshold {result.threshold:.4f} "
+            f"for a false match rate of {max_fmr:g} (estimated FMR at this score {result.fmr:.2g})"
+        )
+
+
+@app.command()
+@fail_cleanly
+def models(json_out: JsonOpt = False) -> None:
+    """List the model packs with licence, embedding size, file hashes and thresholds."""
+    packs = []
+    for name in BUILTIN_PACKS:
+        try:
+            packs.append({**load_pack(name).summary(), "available": True})
+        except Exception as exc:  # an optional pack whose extra is not installed
+            packs.append({"name": name, "available": False, "reason": str(exc)})
+    if json_out:
+        emit(packs)
+        return
+    for p in packs:
+        if not p["available"]:
+            typer.echo(f"{p['name']}: not available ({p['reason']})")
+            continue
+        typer.echo(f"{p['name']} ({p['model_id']}): {p['description']}")
+        typer.echo(f"  licence: {p['license']}")
+        typer.echo(
+            f"  embedding: {p['embedding_dim']}-d; threshold at FMR 1e-4: {p['threshold_at_fmr_1e-4']}"
+        )
+        for f in p["files"]:
+            typer.echo(f"  {f['role']}: {f['file']} sha256 {f['sha256']}")

@@ -1,0 +1,28 @@
+"""Settings from the environment (``FACELEDGER_`` prefix) with documented defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runtime configuration; every field can be set as ``FACELEDGER_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="FACELEDGER_", extra="ignore")
+
+    data: Path = Path("./var")
+    """Data directory: database, vector indexes, keys."""
+    model_pack: str = "default"
+    max_image_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    max_faces_per_image: int = 100
+    detector_input_cap: int = 640
+    """Long side of the detector input; images are scaled down to it, never up."""
+    min_face_size: float = 10.0
+    """Faces whose box is smaller (pixels, shorter side) are ignored."""
+    workers: int = 0
+    """Images processed in parallel (0: one per CPU core)."""
+    default_max_fmr: float = 1e-4
+    cache_dir: Path = Path(".cache")

@@ -1,0 +1,214 @@
+"""The face engine: decode, detect, align, assess quality and embed, over any model pack."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import cv2
+import numpy as np
+
+from faceledger.errors import InvalidArgument, NoFace
+from faceledger.imaging import ImageLimits, decode_image
+from faceledger.models.align import ARCFACE_TEMPLATE
+from faceledger.models.packs import ModelPack, load_pack
+from faceledger.models.quality import assess
+from faceledger.models.scrfd import Detections
+from faceledger.types import Box, Comparison, Face, FloatArray, UInt8Image
+
+ImageInput = bytes | str | os.PathLike[str] | np.ndarray[Any, Any]
+T = TypeVar("T")
+R = TypeVar("R")
+
+CONTEXT_PAD = 0.5
+"""When nothing is found, the image is padded by this fraction per side and searched again:
+a tight face crop without surrounding context is otherwise missed by the detector."""
+
+
+def similarity(a: FloatArray, b: FloatArray) -> float:
+    """Cosine similarity of two L2-normalised embeddings."""
+    return float(np.dot(a, b))
+
+
+class Engine:
+    """Finds faces in images and turns them into comparable embeddings.
+
+    Inputs are a path, encoded bytes or an RGB NumPy array. Work over many images runs
+    in parallel threads (ONNX Runtime releases the GIL), one inference thread each.
+    """
+
+    def __init__(
+        self,
+        pack: str | ModelPack = "default",
+        *,
+        workers: int = 0,
+        min_face_size: float = 10.0,
+        detector_input_cap: int = 640,
+        limits: ImageLimits | None = None,
+    ) -> None:
+        self.pack = load_pack(pack) if isinstance(pack, str) else pack
+        self.model_id = self.pack.model_id
+        self.workers = workers or os.cpu_count() or 1
+        self.min_face_size = min_face_size
+        self.detector_input_cap = detector_input_cap
+        self.limits = limits or ImageLimits()
+        self._pipeline = self.pack.build(threads=1)
+        self._pool: ThreadPoolExecutor | None = None
+
+    # -- images -----------------------------------------------------------------------
+    def load(self, image: ImageInput) -> UInt8Image:
+        """Decode an input into an RGB uint8 array within the configured limits."""
+        return decode_image(
+            image, max_bytes=self.limits.max_bytes, max_pixels=self.limits.max_pixels
+        )
+
+    def _detections(self, rgb: UInt8Image, min_face_size: float) -> Detections:
+        det = self._pipeline.detect(
+            rgb, min_face_size=min_face_size, input_cap=self.detector_input_cap
+        )
+        if len(det) > 0:
+            return det
+        h, w = rgb.shape[:2]
+        pad_y, pad_x = int(h * CONTEXT_PAD), int(w * CONTEXT_PAD)
+        mean = [int(v) for v in rgb.reshape(-1, 3).mean(axis=0)]
+        padded = np.asarray(
+            cv2.copyMakeBorder(rgb, pad_y, pad_y, pad_x, pad_x, cv2.BORDER_CONSTANT, value=mean),
+            dtype=np.uint8,
+        )
+        det = self._pipeline.detect(
+            padded, min_face_size=min_face_size, input_cap=self.detector_input_cap
+        )
+        if len(det) == 0:
+            return det
+        shift = np.array([pad_x, pad_y], dtype=np.float32)
+        boxes = det.boxes - np.tile(shift, 2)
+        np.clip(boxes[:, 0::2], 0, w, out=boxes[:, 0::2])
+        np.clip(boxes[:, 1::2], 0, h, out=boxes[:, 1::2])
+        return Detections(boxes, det.landmarks - shift, det.scores)
+
+    def _faces(self, rgb: UInt8Image, *, embed: bool, min_face_size: float | None) -> list[Face]:
+        det = self._detections(rgb, self.min_face_size if min_face_size is None else min_face_size)
+        if len(det) == 0:
+            return []
+        crops = np.stack([self._pipeline.align(rgb, det.landmarks[i]) for i in range(len(det))])
+        embeddings = self._pipeline.embed_aligned(crops) if embed else None
+        faces = []
+        for i in range(len(det)):
+            x1, y1, x2, y2 = (float(v) for v in det.boxes[i])
+            size = min(x2 - x1, y2 - y1)
+            faces.append(
+                Face(
+                    box=Box(x1, y1, x2, y2),
+                    landmarks=det.landmarks[i],
+                    score=float(det.scores[i]),
+                    quality=assess(crops[i], det.landmarks[i], face_size=size),
+                    model=self.model_id,
+                    embedding=None if embeddings is None else embeddings[i],
+                )
+            )
+        faces.sort(key=lambda f: f.box.width * f.box.height, reverse=True)
+        return faces
+
+    # -- public API ---------------------------------------------------------------------
+    def detect(self, image: ImageInput, *, min_face_size: float | None = None) -> list[Face]:
+        """Faces in an image with boxes, landmarks, scores and quality, largest first."""
+        return self._faces(self.load(image), embed=False, min_face_size=min_face_size)
+
+    def embed(self, image: ImageInput, *, min_face_size: float | None = None) -> list[Face]:
+        """Faces in an image with their embeddings ``(dim,)``, largest first."""
+        return self._faces(self.load(image), embed=True, min_face_size=min_face_size)
+
+    def embed_largest(self, image: ImageInput) -> Face:
+        """The embedded largest face of an image.
+
+        Raises:
+            NoFace: the image holds no detectable face.
+        """
+        faces = self.embed(image)
+        if not faces:
+            raise NoFace("no face found in the image")
+        return faces[0]
+
+    def embed_aligned(self, images: Sequence[ImageInput]) -> FloatArray:
+        """Embeddings ``(n, dim)`` of already aligned face crops, without detection.
+
+        Crops that are not the recogniser's size (112 px) are resized to it.
+        """
+        size = self._pipeline.aligned_size
+        crops = []
+        for image in images:
+            rgb = self.load(image)
+            if rgb.shape[:2] != (size, size):
+                rgb = np.asarray(
+                    cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA), np.uint8
+                )
+            crops.append(rgb)
+        if not crops:
+            return np.zeros((0, self.pack.embedding_dim), dtype=np.float32)
+        return self._pipeline.embed_aligned(np.stack(crops))
+
+    def embed_center(self, image: ImageInput) -> Face:
+        """Embed the centre of an image as a face (the LFW protocol's fallback when none is found)."""
+        rgb = self.load(image)
+        h, w = rgb.shape[:2]
+        side = min(h, w) * 0.6
+        landmarks = (ARCFACE_TEMPLATE / 112.0 * side + [(w - side) / 2, (h - side) / 2]).astype(
+            np.float32
+        )
+        crop = self._pipeline.align(rgb, landmarks)
+        emb = self._pipeline.embed_aligned(crop[None])[0]
+        box = Box((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
+        return Face(
+            box=box,
+            landmarks=landmarks,
+            score=0.0,
+            quality=assess(crop, landmarks, face_size=side),
+            model=self.model_id,
+            embedding=emb,
+            fallback=True,
+        )
+
+    def compare(self, a: ImageInput, b: ImageInput, *, max_fmr: float = 1e-4) -> Comparison:
+        """Compare the largest faces of two images at a stated false match rate."""
+        fa, fb = self.map(self.embed_largest, [a, b])
+        assert fa.embedding is not None and fb.embedding is not None  # embed() sets them
+        return self.compare_embeddings(fa.embedding, fb.embedding, max_fmr=max_fmr)
+
+    def compare_embeddings(
+        self, a: FloatArray, b: FloatArray, *, max_fmr: float = 1e-4
+    ) -> Comparison:
+        """Similarity of two embeddings of this pack with the threshold for ``max_fmr``."""
+        if a.shape != (self.pack.embedding_dim,) or b.shape != a.shape:
+            raise InvalidArgument(f"embeddings must be ({self.pack.embedding_dim},) of this pack")
+        cal = self.pack.require_calibration()
+        sim = similarity(a, b)
+        threshold = cal.threshold_for(max_fmr)
+        return Comparison(
+            similarity=round(sim, 5),
+            threshold=round(threshold, 5),
+            max_fmr=max_fmr,
+            fmr=cal.fmr_at(sim),
+            same_person=sim >= threshold,
+            model=self.model_id,
+        )
+
+    # -- parallel work -----------------------------------------------------------------
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+        """Apply ``fn`` to ``items`` on the engine's worker threads, keeping order."""
+        if self.workers <= 1:
+            return map(fn, items)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="faceledger-engine")
+        return self._pool.map(fn, items)
+
+    def embed_many(self, images: Iterable[ImageInput]) -> Iterator[list[Face]]:
+        """``embed`` over many images in parallel, results in input order."""
+        return self.map(self.embed, images)
+
+    def close(self) -> None:
+        """Stop the worker threads."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None

