@@ -1,0 +1,28 @@
+"""Shared fixtures: the real face data beside the repo and one engine per test session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from faceledger.engine import Engine
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    """``../shared/faces``: real photos with identity labels (read-only)."""
+    if not SHARED.is_dir():
+        pytest.skip("../shared/faces is not present")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[Engine]:
+    """The default-pack engine, loaded once."""
+    eng = Engine("default")
+    yield eng
+    eng.close()
