@@ -150,7 +150,7 @@ class Engine:
         return self._pipeline.embed_aligned(np.stack(crops))
 
     def embed_center(self, image: ImageInput) -> Face:
-        """Embed the centre of an image as a face (the LFW protocol's fallback when none is found)."""
+        """Embed the image centre as a face (the LFW protocol's fallback when none is found)."""
         rgb = self.load(image)
         h, w = rgb.shape[:2]
         side = min(h, w) * 0.6

@@ -87,7 +87,8 @@ def models(json_out: JsonOpt = False) -> None:
         typer.echo(f"{p['name']} ({p['model_id']}): {p['description']}")
         typer.echo(f"  licence: {p['license']}")
         typer.echo(
-            f"  embedding: {p['embedding_dim']}-d; threshold at FMR 1e-4: {p['threshold_at_fmr_1e-4']}"
+            f"  embedding: {p['embedding_dim']}-d; "
+            f"threshold at FMR 1e-4: {p['threshold_at_fmr_1e-4']}"
         )
         for f in p["files"]:
             typer.echo(f"  {f['role']}: {f['file']} sha256 {f['sha256']}")

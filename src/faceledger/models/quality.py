@@ -26,6 +26,8 @@ YAW_LOW = 50.0
 YAW_HIGH = 25.0
 PITCH_LOW = 45.0
 FRONTAL_NOSE_RATIO = 0.58
+NOSE_DEPTH = 1.0
+"""Nose-tip depth in front of the eyes, in half inter-ocular distances."""
 SHARPNESS_SCALE = 120.0
 """Laplacian variance at which sharpness is 0.5 (the normalisation ``v / (v + scale)``)."""
 
@@ -34,7 +36,8 @@ def estimate_pose(landmarks: FloatArray) -> tuple[float, float, float]:
     """Rough ``(yaw, pitch, roll)`` in degrees from 5 landmarks ``(5, 2)``.
 
     Roll is the eye-line angle. Yaw compares the nose's horizontal offset from the eye
-    midpoint with half the inter-ocular distance; pitch compares the nose's vertical
+    midpoint with half the inter-ocular distance (a rigid head model: ``tan(yaw)``);
+    pitch compares the nose's vertical
     position between eyes and mouth with the median frontal ratio of detected faces (0.58;
     the ArcFace template has 0.49, but SCRFD places the nose tip lower than that template).
     """
@@ -50,8 +53,9 @@ def estimate_pose(landmarks: FloatArray) -> tuple[float, float, float]:
     eyes_mid = (left_eye + right_eye) / 2
     nose_r = rot @ (nose - eyes_mid)
     mouth_r_ = rot @ ((mouth_l + mouth_r) / 2 - eyes_mid)
-    yaw_ratio = float(np.clip(nose_r[0] / (eye_dist / 2), -1.0, 1.0))
-    yaw = math.degrees(math.asin(yaw_ratio))
+    # With the nose tip about one half inter-ocular distance in front of the eyes, the
+    # nose offset over half the (foreshortened) eye distance is tan(yaw).
+    yaw = math.degrees(math.atan(float(nose_r[0] / (eye_dist / 2)) / NOSE_DEPTH))
     span = mouth_r_[1] if abs(mouth_r_[1]) > 1e-6 else 1e-6
     pitch_ratio = float(nose_r[1] / span)
     pitch = float(np.clip((pitch_ratio - FRONTAL_NOSE_RATIO) / 0.5, -1.0, 1.0)) * 90.0

@@ -19,7 +19,7 @@ ANCHORS_PER_CELL = 2
 
 @dataclass(frozen=True, slots=True)
 class Detections:
-    """Raw detections in image pixels: ``boxes (n, 4)``, ``landmarks (n, 5, 2)``, ``scores (n,)``."""
+    """Detections in image pixels: ``boxes (n, 4)``, ``landmarks (n, 5, 2)``, ``scores (n,)``."""
 
     boxes: FloatArray
     landmarks: FloatArray

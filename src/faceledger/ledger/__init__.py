@@ -1,0 +1,1 @@
+"""Accountability: the hash-chained audit ledger, API keys and roles, retention sweeps."""

@@ -1,0 +1,94 @@
+"""Database connections: SQLite in WAL mode with immediate write locks, and migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.pool import QueuePool
+
+from faceledger.errors import StoreError
+
+DB_FILE = "faceledger.db"
+BUSY_TIMEOUT_MS = 60_000
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def _configure_sqlite(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN itself (the driver's implicit BEGIN is
+    # DEFERRED, which turns concurrent read-then-write transactions into lock errors).
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")  # a commit that returned survives power loss
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _begin(conn: Connection) -> None:
+    mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def open_database(url_or_dir: str | Path) -> Engine:
+    """An engine on ``DIR/faceledger.db`` (or a SQLAlchemy URL), migrated to the latest schema."""
+    url = str(url_or_dir)
+    if "://" not in url:
+        directory = Path(url_or_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{directory / DB_FILE}"
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(
+                url, poolclass=QueuePool, pool_size=8, max_overflow=16, connect_args={"timeout": 60}
+            )
+            event.listen(engine, "connect", _configure_sqlite)
+            event.listen(engine, "begin", _begin)
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+        migrate(engine)
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot open the database: {exc}") from exc
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision (no-op when it is current)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+        if MigrationContext.configure(conn).get_current_revision() == head:
+            return
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction holding SQLite's write lock from its first statement (BEGIN IMMEDIATE)."""
+    try:
+        with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+            yield conn
+    except OperationalError as exc:
+        raise StoreError(f"database write failed: {exc.orig}") from exc
+
+
+@contextmanager
+def read_transaction(engine: Engine) -> Iterator[Connection]:
+    """A read-only snapshot transaction."""
+    try:
+        with engine.connect() as conn, conn.begin():
+            yield conn
+    except OperationalError as exc:
+        raise StoreError(f"database read failed: {exc.orig}") from exc

@@ -1,0 +1,615 @@
+"""The face database facade: collections, persons and faces, rows and vectors changed together.
+
+Every write is one SQL transaction that also appends to the vector change log; the
+in-memory index is updated only after the commit, so a failed write leaves nothing
+behind and a crash after commit is repaired from the log on the next open.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, Row, and_, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+import faceledger.ledger.schema  # noqa: F401  (registers the ledger tables on the metadata)
+from faceledger.errors import Conflict, InvalidArgument, LimitExceeded, NotFound
+from faceledger.index import SearchResult
+from faceledger.store.db import open_database, read_transaction, write_transaction
+from faceledger.store.schema import collections, faces, persons, vector_changes
+from faceledger.store.vectors import CollectionIndex
+from faceledger.types import FloatArray
+
+MAX_FACES_PER_PERSON = 250
+InTransaction = Callable[[Connection], None]
+"""A hook run inside a write transaction (the audit ledger writes its entry there)."""
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)  # SQLite returns naive datetimes; all are stored in UTC
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionRecord:
+    id: int
+    name: str
+    model_pack: str
+    model_id: str
+    embedding_dim: int
+    require_consent: bool
+    store_images: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PersonRecord:
+    id: int
+    collection: str
+    name: str
+    metadata: dict[str, Any]
+    consent: str | None
+    retain_until: datetime | None
+    created_at: datetime
+    face_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FaceRecord:
+    id: int
+    collection: str
+    person: str | None
+    box: list[float] | None
+    quality: dict[str, Any] | None
+    source: str | None
+    image_sha256: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewFace:
+    """A face to store: its embedding ``(d,)`` float32 L2-normalised and what is known of it."""
+
+    embedding: FloatArray
+    box: list[float] | None = None
+    quality: dict[str, Any] | None = None
+    source: str | None = None
+    image_sha256: str | None = None
+    image: bytes | None = field(default=None, repr=False)
+
+
+class Store:
+    """Collections of persons and faces under a data directory (or a database URL)."""
+
+    def __init__(
+        self, data_dir: Path | str, *, index_kind: str = "auto", database_url: str | None = None
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._engine = open_database(database_url or self.data_dir)
+        self._index_dir = self.data_dir / "index"
+        self._index_dir.mkdir(exist_ok=True)
+        self._index_kind = index_kind
+        self._indexes: dict[int, CollectionIndex] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def engine(self) -> Any:
+        """The SQLAlchemy engine (for modules that share the database, such as the ledger)."""
+        return self._engine
+
+    def close(self) -> None:
+        """Save every open index and release the database."""
+        for idx in self._indexes.values():
+            idx.save()
+        self._indexes.clear()
+        self._engine.dispose()
+
+    # -- collections -------------------------------------------------------------------
+    def create_collection(
+        self,
+        name: str,
+        *,
+        model_pack: str,
+        model_id: str,
+        embedding_dim: int,
+        require_consent: bool = True,
+        store_images: bool = False,
+        record: InTransaction | None = None,
+    ) -> CollectionRecord:
+        """Create a collection bound for life to one model pack's embedding space."""
+        _check_name(name, "collection")
+        try:
+            with write_transaction(self._engine) as conn:
+                conn.execute(
+                    insert(collections).values(
+                        name=name,
+                        model_pack=model_pack,
+                        model_id=model_id,
+                        embedding_dim=embedding_dim,
+                        require_consent=require_consent,
+                        store_images=store_images,
+                        vectors_pruned_through=0,
+                        created_at=now(),
+                    )
+                )
+                if record:
+                    record(conn)
+        except IntegrityError:
+            raise Conflict(f"collection {name!r} already exists") from None
+        return self.get_collection(name)
+
+    def get_collection(self, name: str) -> CollectionRecord:
+        with read_transaction(self._engine) as conn:
+            row = conn.execute(select(collections).where(collections.c.name == name)).first()
+        if row is None:
+            raise NotFound(f"collection {name!r} not found")
+        return _collection(row)
+
+    def list_collections(self) -> list[CollectionRecord]:
+        with read_transaction(self._engine) as conn:
+            rows = conn.execute(select(collections).order_by(collections.c.name)).all()
+        return [_collection(r) for r in rows]
+
+    def delete_collection(self, name: str, *, record: InTransaction | None = None) -> None:
+        """Erase a collection with all its persons, faces and vectors."""
+        col = self.get_collection(name)
+        with write_transaction(self._engine) as conn:
+            conn.execute(delete(faces).where(faces.c.collection_id == col.id))
+            conn.execute(delete(persons).where(persons.c.collection_id == col.id))
+            conn.execute(delete(vector_changes).where(vector_changes.c.collection_id == col.id))
+            conn.execute(delete(collections).where(collections.c.id == col.id))
+            if record:
+                record(conn)
+        with self._lock:
+            idx = self._indexes.pop(col.id, None)
+        if idx is None:
+            idx = CollectionIndex(
+                self._engine, col.id, col.embedding_dim, self._index_dir, kind=self._index_kind
+            )
+        idx.drop_files()
+
+    def index(self, collection: CollectionRecord) -> CollectionIndex:
+        """The collection's vector index, opened (and repaired) on first use."""
+        with self._lock:
+            idx = self._indexes.get(collection.id)
+            if idx is None:
+                idx = CollectionIndex(
+                    self._engine,
+                    collection.id,
+                    collection.embedding_dim,
+                    self._index_dir,
+                    kind=self._index_kind,
+                )
+                self._indexes[collection.id] = idx
+            return idx
+
+    # -- persons -----------------------------------------------------------------------
+    def create_person(
+        self,
+        collection: str,
+        name: str,
+        *,
+        consent: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        retain_until: datetime | None = None,
+        record: InTransaction | None = None,
+    ) -> PersonRecord:
+        """Create a person; the collection may require a consent reference."""
+        col = self.get_collection(collection)
+        _check_name(name, "person")
+        _check_consent(col, consent)
+        try:
+            with write_transaction(self._engine) as conn:
+                conn.execute(
+                    insert(persons).values(
+                        collection_id=col.id,
+                        name=name,
+                        metadata=metadata or {},
+                        consent=consent,
+                        retain_until=retain_until,
+                        created_at=now(),
+                    )
+                )
+                if record:
+                    record(conn)
+        except IntegrityError:
+            raise Conflict(f"person {name!r} already exists in {collection!r}") from None
+        return self.get_person(collection, name)
+
+    def get_person(self, collection: str, name: str) -> PersonRecord:
+        col = self.get_collection(collection)
+        with read_transaction(self._engine) as conn:
+            row = _person_row(conn, col.id, name)
+            count = conn.scalar(
+                select(func.count()).select_from(faces).where(faces.c.person_id == row.id)
+            )
+        return _person(row, col.name, int(count or 0))
+
+    def list_persons(
+        self, collection: str, *, offset: int = 0, limit: int = 100
+    ) -> list[PersonRecord]:
+        """Persons of a collection ordered by name, one page at a time."""
+        col = self.get_collection(collection)
+        counts = (
+            select(faces.c.person_id, func.count().label("n"))
+            .group_by(faces.c.person_id)
+            .subquery()
+        )
+        with read_transaction(self._engine) as conn:
+            rows = conn.execute(
+                select(persons, func.coalesce(counts.c.n, 0))
+                .outerjoin(counts, counts.c.person_id == persons.c.id)
+                .where(persons.c.collection_id == col.id)
+                .order_by(persons.c.name)
+                .offset(offset)
+                .limit(limit)
+            ).all()
+        return [_person(r, col.name, int(r[-1])) for r in rows]
+
+    def update_person(
+        self,
+        collection: str,
+        name: str,
+        *,
+        metadata: dict[str, Any] | None = None,
+        consent: str | None = None,
+        retain_until: datetime | None = None,
+        record: InTransaction | None = None,
+    ) -> PersonRecord:
+        """Change a person's metadata, consent reference or retention date (``None``: unchanged)."""
+        col = self.get_collection(collection)
+        values: dict[str, Any] = {}
+        if metadata is not None:
+            values["metadata"] = metadata
+        if consent is not None:
+            values["consent"] = consent
+        if retain_until is not None:
+            values["retain_until"] = retain_until
+        with write_transaction(self._engine) as conn:
+            row = _person_row(conn, col.id, name)
+            if values:
+                conn.execute(update(persons).where(persons.c.id == row.id).values(**values))
+            if record:
+                record(conn)
+        return self.get_person(collection, name)
+
+    def delete_person(
+        self, collection: str, name: str, *, record: InTransaction | None = None
+    ) -> int:
+        """Erase a person and all their faces from database and index at once.
+
+        Returns the number of faces erased.
+        """
+        col = self.get_collection(collection)
+        with write_transaction(self._engine) as conn:
+            row = _person_row(conn, col.id, name)
+            removed = self._delete_faces(conn, col.id, faces.c.person_id == row.id)
+            conn.execute(delete(persons).where(persons.c.id == row.id))
+            seq = self._last_seq(conn)
+            if record:
+                record(conn)
+        self.index(col).apply(
+            np.zeros(0, np.int64), np.zeros((0, col.embedding_dim), np.float32), removed, seq
+        )
+        return int(removed.size)
+
+    def expired_persons(self, at: datetime | None = None) -> list[PersonRecord]:
+        """Persons whose retention date has passed."""
+        moment = at or now()
+        with read_transaction(self._engine) as conn:
+            rows = conn.execute(
+                select(persons, collections.c.name)
+                .join(collections, collections.c.id == persons.c.collection_id)
+                .where(and_(persons.c.retain_until.is_not(None), persons.c.retain_until <= moment))
+            ).all()
+        return [_person(r, r[-1]) for r in rows]
+
+    # -- faces -------------------------------------------------------------------------
+    def add_faces(
+        self,
+        collection: str,
+        person: str | None,
+        new_faces: Sequence[NewFace],
+        *,
+        create_person: bool = False,
+        consent: str | None = None,
+        record: InTransaction | None = None,
+    ) -> list[int]:
+        """Store faces for a person (or unattached, for a face list) in one transaction.
+
+        With ``create_person`` a missing person is created in the same transaction.
+        Returns the new face ids.
+        """
+        col = self.get_collection(collection)
+        vectors = _check_vectors(new_faces, col.embedding_dim)
+        with write_transaction(self._engine) as conn:
+            person_id = None
+            if person is not None:
+                person_id = self._ensure_person(
+                    conn, col, person, create=create_person, consent=consent
+                )
+                existing = conn.scalar(
+                    select(func.count()).select_from(faces).where(faces.c.person_id == person_id)
+                )
+                if int(existing or 0) + len(new_faces) > MAX_FACES_PER_PERSON:
+                    raise LimitExceeded(f"a person holds at most {MAX_FACES_PER_PERSON} faces")
+            created = now()
+            ids = self._insert_faces(conn, col, person_id, new_faces, vectors, created)
+            seq = self._log(conn, col.id, ids, "a")
+            if record:
+                record(conn)
+        self.index(col).apply(ids, vectors, np.zeros(0, np.int64), seq)
+        return [int(i) for i in ids]
+
+    def add_faces_bulk(
+        self, collection: str, items: Sequence[tuple[str, NewFace]], *, consent: str | None = None
+    ) -> list[int]:
+        """Store many ``(person, face)`` items in one transaction, creating persons as needed."""
+        col = self.get_collection(collection)
+        vectors = _check_vectors([f for _, f in items], col.embedding_dim)
+        with write_transaction(self._engine) as conn:
+            person_ids: dict[str, int] = {}
+            for name in dict.fromkeys(p for p, _ in items):
+                person_ids[name] = self._ensure_person(
+                    conn, col, name, create=True, consent=consent
+                )
+            created = now()
+            ids = np.zeros(len(items), dtype=np.int64)
+            by_person: dict[int, list[int]] = {}
+            for i, (name, _) in enumerate(items):
+                by_person.setdefault(person_ids[name], []).append(i)
+            for pid, rows in by_person.items():
+                chunk = [items[i][1] for i in rows]
+                ids[rows] = self._insert_faces(conn, col, pid, chunk, vectors[rows], created)
+            seq = self._log(conn, col.id, ids, "a")
+        self.index(col).apply(ids, vectors, np.zeros(0, np.int64), seq)
+        return [int(i) for i in ids]
+
+    def delete_face(
+        self, collection: str, face_id: int, *, record: InTransaction | None = None
+    ) -> None:
+        """Erase one face from database and index at once."""
+        col = self.get_collection(collection)
+        with write_transaction(self._engine) as conn:
+            removed = self._delete_faces(conn, col.id, faces.c.id == face_id)
+            if removed.size == 0:
+                raise NotFound(f"face {face_id} not found in {collection!r}")
+            seq = self._last_seq(conn)
+            if record:
+                record(conn)
+        self.index(col).apply(
+            np.zeros(0, np.int64), np.zeros((0, col.embedding_dim), np.float32), removed, seq
+        )
+
+    def list_faces(
+        self, collection: str, person: str | None = None, *, offset: int = 0, limit: int = 1000
+    ) -> list[FaceRecord]:
+        col = self.get_collection(collection)
+        query = (
+            select(faces, persons.c.name)
+            .outerjoin(persons, persons.c.id == faces.c.person_id)
+            .where(faces.c.collection_id == col.id)
+        )
+        with read_transaction(self._engine) as conn:
+            if person is not None:
+                query = query.where(faces.c.person_id == _person_row(conn, col.id, person).id)
+            rows = conn.execute(query.order_by(faces.c.id).offset(offset).limit(limit)).all()
+        return [_face(r, col.name) for r in rows]
+
+    def face_embeddings(self, collection: str, person: str) -> tuple[np.ndarray, FloatArray]:
+        """Face ids and embeddings ``(n, d)`` of one person."""
+        col = self.get_collection(collection)
+        with read_transaction(self._engine) as conn:
+            pid = _person_row(conn, col.id, person).id
+            rows = conn.execute(
+                select(faces.c.id, faces.c.embedding).where(faces.c.person_id == pid)
+            ).all()
+        return _unpack(rows, col.embedding_dim)
+
+    def face_owners(self, face_ids: Sequence[int]) -> dict[int, tuple[int | None, str | None]]:
+        """``face id -> (person id, person name)`` for faces that exist (face-list faces: None)."""
+        if not face_ids:
+            return {}
+        with read_transaction(self._engine) as conn:
+            rows = conn.execute(
+                select(faces.c.id, faces.c.person_id, persons.c.name)
+                .outerjoin(persons, persons.c.id == faces.c.person_id)
+                .where(faces.c.id.in_(list(face_ids)))
+            ).all()
+        return {int(r[0]): (r[1], r[2]) for r in rows}
+
+    def search(self, collection: CollectionRecord, queries: FloatArray, k: int) -> SearchResult:
+        """The ``k`` nearest stored faces of each query ``(q, d)``, reflecting every commit."""
+        return self.index(collection).search(queries, k)
+
+    def collection_embeddings(
+        self, collection: str
+    ) -> tuple[np.ndarray, FloatArray, list[str | None]]:
+        """All face ids, embeddings and person names of a collection (for grouping)."""
+        col = self.get_collection(collection)
+        with read_transaction(self._engine) as conn:
+            rows = conn.execute(
+                select(faces.c.id, faces.c.embedding, persons.c.name)
+                .outerjoin(persons, persons.c.id == faces.c.person_id)
+                .where(faces.c.collection_id == col.id)
+                .order_by(faces.c.id)
+            ).all()
+        ids, vectors = _unpack([(r[0], r[1]) for r in rows], col.embedding_dim)
+        return ids, vectors, [r[2] for r in rows]
+
+    # -- internals ---------------------------------------------------------------------
+    def _ensure_person(
+        self,
+        conn: Connection,
+        col: CollectionRecord,
+        name: str,
+        *,
+        create: bool,
+        consent: str | None,
+    ) -> int:
+        row = conn.execute(
+            select(persons.c.id).where(persons.c.collection_id == col.id, persons.c.name == name)
+        ).first()
+        if row is not None:
+            return int(row[0])
+        if not create:
+            raise NotFound(f"person {name!r} not found in {col.name!r}")
+        _check_name(name, "person")
+        _check_consent(col, consent)
+        result = conn.execute(
+            insert(persons)
+            .values(collection_id=col.id, name=name, metadata={}, consent=consent, created_at=now())
+            .returning(persons.c.id)
+        )
+        return int(result.scalar_one())
+
+    @staticmethod
+    def _insert_faces(
+        conn: Connection,
+        col: CollectionRecord,
+        person_id: int | None,
+        new_faces: Sequence[NewFace],
+        vectors: FloatArray,
+        created: datetime,
+    ) -> np.ndarray:
+        rows = [
+            {
+                "collection_id": col.id,
+                "person_id": person_id,
+                "embedding": vectors[i].tobytes(),
+                "box": f.box,
+                "quality": f.quality,
+                "source": f.source,
+                "image_sha256": f.image_sha256,
+                "image": f.image if col.store_images else None,
+                "created_at": created,
+            }
+            for i, f in enumerate(new_faces)
+        ]
+        result = conn.execute(
+            insert(faces).returning(faces.c.id, sort_by_parameter_order=True), rows
+        )
+        return np.array([r[0] for r in result.all()], dtype=np.int64)
+
+    @staticmethod
+    def _log(conn: Connection, collection_id: int, ids: np.ndarray, op: str) -> int:
+        if ids.size:
+            conn.execute(
+                insert(vector_changes),
+                [{"collection_id": collection_id, "face_id": int(i), "op": op} for i in ids],
+            )
+        return Store._last_seq(conn)
+
+    @staticmethod
+    def _last_seq(conn: Connection) -> int:
+        return int(conn.scalar(select(func.coalesce(func.max(vector_changes.c.seq), 0))) or 0)
+
+    def _delete_faces(self, conn: Connection, collection_id: int, condition: Any) -> np.ndarray:
+        ids = np.array(
+            conn.scalars(
+                select(faces.c.id).where(faces.c.collection_id == collection_id, condition)
+            ).all(),
+            dtype=np.int64,
+        )
+        if ids.size:
+            conn.execute(delete(faces).where(faces.c.id.in_(ids.tolist())))
+            self._log(conn, collection_id, ids, "d")
+        return ids
+
+
+def _check_name(name: str, what: str) -> None:
+    if not name or len(name) > 256 or name != name.strip() or "/" in name:
+        raise InvalidArgument(
+            f"invalid {what} name {name!r}: 1-256 characters, no '/', no outer spaces"
+        )
+
+
+def _check_consent(col: CollectionRecord, consent: str | None) -> None:
+    if col.require_consent and not (consent and consent.strip()):
+        from faceledger.errors import ConsentRequired
+
+        raise ConsentRequired(
+            f"collection {col.name!r} requires a consent reference for every person"
+        )
+
+
+def _check_vectors(new_faces: Sequence[NewFace], dim: int) -> FloatArray:
+    if not new_faces:
+        raise InvalidArgument("no faces to store")
+    vectors = np.stack([np.asarray(f.embedding, dtype=np.float32) for f in new_faces])
+    if vectors.shape[1:] != (dim,):
+        raise InvalidArgument(
+            f"embeddings must be {dim}-d for this collection, got {vectors.shape[1:]}"
+        )
+    return np.ascontiguousarray(vectors)
+
+
+def _unpack(rows: Sequence[Any], dim: int) -> tuple[np.ndarray, FloatArray]:
+    ids = np.array([r[0] for r in rows], dtype=np.int64)
+    if not rows:
+        return ids, np.zeros((0, dim), np.float32)
+    vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+    return ids, vectors.copy()
+
+
+def _person_row(conn: Connection, collection_id: int, name: str) -> Row[Any]:
+    row = conn.execute(
+        select(persons).where(persons.c.collection_id == collection_id, persons.c.name == name)
+    ).first()
+    if row is None:
+        raise NotFound(f"person {name!r} not found")
+    return row
+
+
+def _collection(row: Row[Any]) -> CollectionRecord:
+    m = row._mapping
+    return CollectionRecord(
+        id=m["id"],
+        name=m["name"],
+        model_pack=m["model_pack"],
+        model_id=m["model_id"],
+        embedding_dim=m["embedding_dim"],
+        require_consent=bool(m["require_consent"]),
+        store_images=bool(m["store_images"]),
+        created_at=_aware(m["created_at"]) or now(),
+    )
+
+
+def _person(row: Row[Any], collection: str, face_count: int = 0) -> PersonRecord:
+    m = row._mapping
+    return PersonRecord(
+        id=m["id"],
+        collection=collection,
+        name=m["name"],
+        metadata=dict(m["metadata"] or {}),
+        consent=m["consent"],
+        retain_until=_aware(m["retain_until"]),
+        created_at=_aware(m["created_at"]) or now(),
+        face_count=face_count,
+    )
+
+
+def _face(row: Row[Any], collection: str) -> FaceRecord:
+    m = row._mapping
+    return FaceRecord(
+        id=m["id"],
+        collection=collection,
+        person=row[-1],
+        box=m["box"],
+        quality=m["quality"],
+        source=m["source"],
+        image_sha256=m["image_sha256"],
+        created_at=_aware(m["created_at"]) or now(),
+    )

@@ -1,0 +1,86 @@
+"""SQL tables of the face database (SQLAlchemy Core); migrations live in ``migrations/``."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+collections = Table(
+    "collections",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("model_pack", String(256), nullable=False),
+    Column("model_id", String(256), nullable=False),
+    Column("embedding_dim", Integer, nullable=False),
+    Column("require_consent", Boolean, nullable=False, default=True),
+    Column("store_images", Boolean, nullable=False, default=False),
+    Column("vectors_pruned_through", Integer, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+persons = Table(
+    "persons",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "collection_id", Integer, ForeignKey("collections.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("name", String(256), nullable=False),
+    Column("metadata", JSON, nullable=False, default=dict),
+    Column("consent", Text, nullable=True),
+    Column("retain_until", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("collection_id", "name", name="uq_person_name"),
+    Index("ix_persons_retain_until", "retain_until"),
+)
+
+faces = Table(
+    "faces",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "collection_id", Integer, ForeignKey("collections.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("person_id", Integer, ForeignKey("persons.id", ondelete="CASCADE"), nullable=True),
+    Column("embedding", LargeBinary, nullable=False),
+    Column("box", JSON, nullable=True),
+    Column("quality", JSON, nullable=True),
+    Column("source", Text, nullable=True),
+    Column("image_sha256", String(64), nullable=True),
+    Column("image", LargeBinary, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_faces_collection", "collection_id", "id"),
+    Index("ix_faces_person", "person_id"),
+    sqlite_autoincrement=True,  # face ids are never reused: the ledger refers to them
+)
+
+# Every change to a collection's vectors, in commit order. A saved index records the last
+# sequence number it contains; on open, later changes are replayed so a stale or crashed
+# index is repaired from the database instead of trusted.
+vector_changes = Table(
+    "vector_changes",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("collection_id", Integer, nullable=False),
+    Column("face_id", BigInteger, nullable=False),
+    Column("op", String(1), nullable=False),  # "a" added, "d" deleted
+    Index("ix_vector_changes_collection_seq", "collection_id", "seq"),
+    sqlite_autoincrement=True,
+)
