@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from faceledger.config import Settings
 from faceledger.engine import Engine
+from faceledger.service import FaceService
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 
@@ -26,3 +28,11 @@ def engine() -> Iterator[Engine]:
     eng = Engine("default")
     yield eng
     eng.close()
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[FaceService]:
+    """A face service on a fresh data directory."""
+    svc = FaceService(Settings(data=tmp_path / "data"))
+    yield svc
+    svc.close()

@@ -149,6 +149,23 @@ class Engine:
             return np.zeros((0, self.pack.embedding_dim), dtype=np.float32)
         return self._pipeline.embed_aligned(np.stack(crops))
 
+    def embed_aligned_face(self, image: ImageInput) -> Face:
+        """An already aligned crop as a face: template landmarks, quality, embedding."""
+        rgb = self.load(image)
+        size = self._pipeline.aligned_size
+        if rgb.shape[:2] != (size, size):
+            rgb = np.asarray(cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA), np.uint8)
+        landmarks = (ARCFACE_TEMPLATE * (size / 112.0)).astype(np.float32)
+        emb = self._pipeline.embed_aligned(rgb[None])[0]
+        return Face(
+            box=Box(0.0, 0.0, float(size), float(size)),
+            landmarks=landmarks,
+            score=1.0,
+            quality=assess(rgb, landmarks, face_size=float(size)),
+            model=self.model_id,
+            embedding=emb,
+        )
+
     def embed_center(self, image: ImageInput) -> Face:
         """Embed the image centre as a face (the LFW protocol's fallback when none is found)."""
         rgb = self.load(image)

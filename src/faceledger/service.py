@@ -300,6 +300,7 @@ class FaceService:
         face_index: int | None = None,
         largest: bool = False,
         allow_low_quality: bool = False,
+        aligned: bool = False,
         sources: Sequence[str] | None = None,
         actor: Actor = LOCAL_ACTOR,
     ) -> list[EnrolledImage]:
@@ -307,7 +308,8 @@ class FaceService:
 
         Images that are refused (no face, several faces, low quality, unreadable) are
         reported with a machine code and store nothing; the accepted ones are stored
-        together, creating the person if needed.
+        together, creating the person if needed. With ``aligned`` the images are
+        already aligned face crops (no detection).
         """
         col, engine = self._collection_engine(collection)
         names = (
@@ -320,7 +322,7 @@ class FaceService:
 
         def embed(image: ImageInput) -> list[Face] | FaceledgerError:
             try:
-                return engine.embed(image)
+                return [engine.embed_aligned_face(image)] if aligned else engine.embed(image)
             except FaceledgerError as exc:
                 return exc
 
@@ -435,13 +437,18 @@ class FaceService:
         purpose: str | None = None,
         case_ref: str | None = None,
         aggregate: Aggregate = "max",
+        aligned: bool = False,
         actor: Actor = LOCAL_ACTOR,
     ) -> list[FaceResult]:
-        """Every face of the image with its candidate persons within ``max_fmr``, best first."""
+        """Every face of the image with its candidate persons within ``max_fmr``, best first.
+
+        With ``aligned`` the image is an already aligned face crop (no detection).
+        """
         self._check_purpose(purpose)
         _check_search_args(top, max_fmr)
         col, engine = self._collection_engine(collection)
-        faces = engine.embed(image)[: self.settings.max_faces_per_image]
+        faces = [engine.embed_aligned_face(image)] if aligned else engine.embed(image)
+        faces = faces[: self.settings.max_faces_per_image]
         cal = engine.pack.require_calibration()
         queries = (
             np.stack([f.embedding for f in faces if f.embedding is not None])

@@ -18,6 +18,7 @@ PurposeOpt = Annotated[
 CaseOpt = Annotated[
     str | None, typer.Option("--case", help="Case reference (recorded in the ledger).")
 ]
+AlignedOpt = Annotated[bool, typer.Option(help="Images are aligned 112x112 face crops.")]
 MaxFmrOpt = Annotated[
     float, typer.Option("--max-fmr", help="Largest false match rate of a candidate.")
 ]
@@ -131,6 +132,7 @@ def enroll(
         bool, typer.Option(help="Enrol the largest face when several are found.")
     ] = False,
     allow_low_quality: Annotated[bool, typer.Option(help="Accept faces graded low.")] = False,
+    aligned: AlignedOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Enrol one face per image for a person (created if new)."""
@@ -143,6 +145,7 @@ def enroll(
             face_index=face_index,
             largest=largest,
             allow_low_quality=allow_low_quality,
+            aligned=aligned,
             actor=local_actor(),
         )
     if json_out:
@@ -197,6 +200,7 @@ def identify(
     max_fmr: MaxFmrOpt = 1e-4,
     purpose: PurposeOpt = None,
     case: CaseOpt = None,
+    aligned: AlignedOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Ranked candidate persons for every face in the image (for human review)."""
@@ -208,6 +212,7 @@ def identify(
             max_fmr=max_fmr,
             purpose=purpose,
             case_ref=case,
+            aligned=aligned,
             actor=local_actor(),
         )
     if json_out:

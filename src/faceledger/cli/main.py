@@ -8,6 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from faceledger.cli.common import emit, face_json, fail_cleanly, progress_bar
+from faceledger.cli.context import set_data_dir
+from faceledger.cli.db import register as register_db_commands
 from faceledger.cli.eval import eval_app
 from faceledger.engine import Engine
 from faceledger.models.packs import BUILTIN_PACKS, load_pack
@@ -16,6 +18,19 @@ app = typer.Typer(
     help="faceledger: self-hosted, accountable face recognition.", no_args_is_help=True
 )
 app.add_typer(eval_app, name="eval")
+register_db_commands(app)
+
+
+@app.callback()
+def main(
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", envvar="FACELEDGER_DATA", help="Data directory (default ./var)."),
+    ] = None,
+) -> None:
+    """faceledger: self-hosted, accountable face recognition."""
+    set_data_dir(data)
+
 
 PackOpt = Annotated[str, typer.Option("--model", help="Model pack: default, dlib, or dir:PATH.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]

@@ -23,7 +23,7 @@ from faceledger.errors import Conflict, InvalidArgument, LimitExceeded, NotFound
 from faceledger.index import SearchResult
 from faceledger.store.db import open_database, read_transaction, write_transaction
 from faceledger.store.schema import collections, faces, persons, vector_changes
-from faceledger.store.vectors import CollectionIndex
+from faceledger.store.vectors import SAVE_EVERY, CollectionIndex
 from faceledger.types import FloatArray
 
 MAX_FACES_PER_PERSON = 250
@@ -93,7 +93,12 @@ class Store:
     """Collections of persons and faces under a data directory (or a database URL)."""
 
     def __init__(
-        self, data_dir: Path | str, *, index_kind: str = "auto", database_url: str | None = None
+        self,
+        data_dir: Path | str,
+        *,
+        index_kind: str = "auto",
+        database_url: str | None = None,
+        save_every: int = SAVE_EVERY,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -101,6 +106,7 @@ class Store:
         self._index_dir = self.data_dir / "index"
         self._index_dir.mkdir(exist_ok=True)
         self._index_kind = index_kind
+        self._save_every = save_every
         self._indexes: dict[int, CollectionIndex] = {}
         self._lock = threading.Lock()
 
@@ -191,6 +197,7 @@ class Store:
                     collection.embedding_dim,
                     self._index_dir,
                     kind=self._index_kind,
+                    save_every=self._save_every,
                 )
                 self._indexes[collection.id] = idx
             return idx

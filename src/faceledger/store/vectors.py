@@ -35,7 +35,14 @@ class CollectionIndex:
     """The vector index of one collection, synchronised with the database's change log."""
 
     def __init__(
-        self, engine: Engine, collection_id: int, dim: int, directory: Path, *, kind: str
+        self,
+        engine: Engine,
+        collection_id: int,
+        dim: int,
+        directory: Path,
+        *,
+        kind: str,
+        save_every: int = SAVE_EVERY,
     ) -> None:
         self._engine = engine
         self.collection_id = collection_id
@@ -47,6 +54,7 @@ class CollectionIndex:
         self._index: VectorIndex = make_index(kind, dim)
         self.watermark = 0
         self._unsaved = 0
+        self._save_every = save_every
         self._open()
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -150,7 +158,7 @@ class CollectionIndex:
         """Apply changes committed since the last sync (by this or any other process)."""
         with self._lock, read_transaction(self._engine) as conn:
             self._replay(conn)
-        if self._unsaved >= SAVE_EVERY:
+        if self._unsaved >= self._save_every:
             self.save()
 
     def apply(
@@ -173,7 +181,7 @@ class CollectionIndex:
                 self._index.add(added_ids.astype(np.int64), added)
             self.watermark = seq
             self._unsaved += len(added_ids) + len(removed_ids)
-        if self._unsaved >= SAVE_EVERY:
+        if self._unsaved >= self._save_every:
             self.save()
 
     def search(self, queries: np.ndarray, k: int) -> SearchResult:

@@ -1,0 +1,284 @@
+"""Exact (brute-force) inner-product search with NumPy/BLAS, and the compact id map.
+
+Memory per face: ``dim * 4`` (float32) or ``dim * 2`` (float16) bytes for the vector, plus
+8 bytes row->id and about 16 bytes id->row. A single-query search reads every stored vector
+once: about 1 ms per 10k faces at 512-d float32 on one core (float16 storage halves memory
+but roughly doubles search time, because blocks are widened to float32 before the matmul).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from faceledger.errors import InvalidArgument, StoreError
+from faceledger.index.base import IdArray, SearchResult, VectorArray
+from faceledger.index.factory import (
+    as_key,
+    check_dim,
+    check_ids,
+    check_k,
+    check_vectors,
+    empty_result,
+    read_index_file,
+    write_index_file,
+)
+
+StorageDtype = Literal["float32", "float16"]
+_SCORE_BUDGET = 1 << 24  # floats in one (queries x rows) score block: 64 MiB
+_F16_BLOCK = 16384  # rows widened to float32 at a time for float16 storage
+
+
+class IdMap:
+    """int64 key -> int64 slot, about 16 bytes per key (a Python dict costs ~100).
+
+    Keys live in a sorted array (looked up with ``searchsorted``, O(log n)) plus a small dict
+    of recent inserts that is merged in, O(n log n), once it exceeds 1/8 of the array, so
+    inserts cost O(log n) amortised. Removed keys keep a ``-1`` slot until the next merge.
+    """
+
+    def __init__(self) -> None:
+        self._keys: IdArray = np.empty(0, dtype=np.int64)
+        self._vals: IdArray = np.empty(0, dtype=np.int64)
+        self._recent: dict[int, int] = {}
+        self._dead = 0
+
+    @classmethod
+    def from_arrays(cls, keys: IdArray, vals: IdArray) -> IdMap:
+        """A map from unique ``keys`` to ``vals``; O(n log n)."""
+        m = cls()
+        order = np.argsort(keys, kind="stable")
+        m._keys = np.ascontiguousarray(keys[order], dtype=np.int64)
+        m._vals = np.ascontiguousarray(vals[order], dtype=np.int64)
+        if m._keys.shape[0] > 1 and bool(np.any(m._keys[1:] == m._keys[:-1])):
+            raise StoreError("duplicate ids in index data")
+        return m
+
+    def __len__(self) -> int:
+        return int(self._keys.shape[0]) - self._dead + len(self._recent)
+
+    @property
+    def nbytes(self) -> int:
+        return self._keys.nbytes + self._vals.nbytes + 100 * len(self._recent)
+
+    def _base_pos(self, keys: IdArray) -> tuple[IdArray, npt.NDArray[np.bool_]]:
+        pos = np.searchsorted(self._keys, keys).astype(np.int64)
+        hit = pos < self._keys.shape[0]
+        hit[hit] = self._keys[pos[hit]] == keys[hit]
+        return pos, hit
+
+    def get(self, keys: IdArray) -> IdArray:
+        """Slots of ``keys`` (``-1`` where absent)."""
+        out = np.full(keys.shape[0], -1, dtype=np.int64)
+        if self._keys.shape[0]:
+            pos, hit = self._base_pos(keys)
+            out[hit] = self._vals[pos[hit]]
+        if self._recent:
+            for i in np.flatnonzero(out < 0).tolist():
+                out[i] = self._recent.get(int(keys[i]), -1)
+        return out
+
+    def get_one(self, key: int) -> int:
+        return int(self.get(np.array([key], dtype=np.int64))[0])
+
+    def set(self, keys: IdArray, slots: IdArray) -> None:
+        """Map each of the unique ``keys`` to its slot (insert or overwrite)."""
+        rest = keys
+        if self._keys.shape[0]:
+            pos, hit = self._base_pos(keys)
+            self._dead -= int(np.count_nonzero(self._vals[pos[hit]] < 0))
+            self._vals[pos[hit]] = slots[hit]
+            rest, slots = keys[~hit], slots[~hit]
+        self._recent.update(zip(rest.tolist(), slots.tolist(), strict=True))
+        self._maybe_merge()
+
+    def pop(self, keys: IdArray) -> IdArray:
+        """Remove ``keys``; returns their former slots (``-1`` where absent)."""
+        out = np.full(keys.shape[0], -1, dtype=np.int64)
+        if self._keys.shape[0]:
+            pos, hit = self._base_pos(keys)
+            out[hit] = self._vals[pos[hit]]
+            self._vals[pos[hit]] = -1
+            self._dead += int(np.count_nonzero(out[hit] >= 0))
+        if self._recent:
+            for i in np.flatnonzero(out < 0).tolist():
+                out[i] = self._recent.pop(int(keys[i]), -1)
+        self._maybe_merge()
+        return out
+
+    def _maybe_merge(self) -> None:
+        n = self._keys.shape[0]
+        if len(self._recent) <= max(1024, n >> 3) and self._dead <= max(1024, n >> 1):
+            return
+        live = self._vals >= 0
+        keys = np.concatenate([self._keys[live], np.fromiter(self._recent, np.int64)])
+        vals = np.concatenate([self._vals[live], np.fromiter(self._recent.values(), np.int64)])
+        merged = IdMap.from_arrays(keys, vals)
+        self._keys, self._vals, self._recent, self._dead = merged._keys, merged._vals, {}, 0
+
+
+def top_k(scores: npt.NDArray[np.float32], k: int) -> tuple[IdArray, npt.NDArray[np.float32]]:
+    """Row positions and scores of the ``k`` largest scores per row, best first, padded with
+    ``-1``/``-inf``. O(n) per row via ``argpartition`` plus O(k log k) to order the winners."""
+    q, n = scores.shape
+    kk = min(k, n)
+    if kk < n:
+        part = np.argpartition(scores, n - kk, axis=1)[:, n - kk :]
+    else:
+        part = np.broadcast_to(np.arange(n, dtype=np.int64), (q, n))
+    best = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-best, axis=1, kind="stable")
+    pos = np.full((q, k), -1, dtype=np.int64)
+    out = np.full((q, k), -np.inf, dtype=np.float32)
+    pos[:, :kk] = np.take_along_axis(part, order, axis=1)
+    out[:, :kk] = np.take_along_axis(best, order, axis=1)
+    return pos, out
+
+
+class ExactIndex:
+    """Brute-force index: every search scores all stored vectors (recall 1.0).
+
+    Not safe for concurrent mutation; concurrent searches are fine.
+    """
+
+    def __init__(self, dim: int, *, dtype: StorageDtype = "float32") -> None:
+        self._dim = check_dim(dim)
+        if dtype not in ("float32", "float16"):
+            raise InvalidArgument("dtype must be 'float32' or 'float16'", dtype=repr(dtype))
+        self._dtype: StorageDtype = dtype
+        self._vecs: npt.NDArray[Any] = np.empty((0, self._dim), dtype=dtype)
+        self._ids: IdArray = np.empty(0, dtype=np.int64)
+        self._n = 0
+        self._map = IdMap()
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def dtype(self) -> StorageDtype:
+        return self._dtype
+
+    @property
+    def nbytes(self) -> int:
+        """Approximate memory held by the index, in bytes."""
+        return int(self._vecs.nbytes + self._ids.nbytes + self._map.nbytes)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __contains__(self, key: object) -> bool:
+        k = as_key(key)
+        return k is not None and self._map.get_one(k) >= 0
+
+    def ids(self) -> IdArray:
+        return self._ids[: self._n].copy()
+
+    def vectors(self) -> VectorArray:
+        """All stored vectors as float32, row-aligned with :meth:`ids`; O(n·dim) copy."""
+        return np.array(self._vecs[: self._n], dtype=np.float32)
+
+    def _reserve(self, extra: int) -> None:
+        need = self._n + extra
+        cap = self._vecs.shape[0]
+        if need <= cap and isinstance(self._vecs, np.ndarray) and self._vecs.flags.writeable:
+            return
+        cap = max(need, cap + cap // 2, 64) if need > cap else cap
+        vecs = np.empty((cap, self._dim), dtype=self._dtype)
+        vecs[: self._n] = self._vecs[: self._n]
+        ids = np.empty(cap, dtype=np.int64)
+        ids[: self._n] = self._ids[: self._n]
+        self._vecs, self._ids = vecs, ids
+
+    def add(self, ids: IdArray, vectors: VectorArray) -> None:
+        """Add (or replace) vectors; amortised O(b·dim) plus O(b log n) map updates."""
+        vectors = check_vectors(vectors, self._dim)
+        ids = check_ids(ids, vectors.shape[0])
+        if not ids.shape[0]:
+            return
+        rows = self._map.get(ids)
+        old = rows >= 0
+        self._reserve(int(np.count_nonzero(~old)))
+        new_rows = np.arange(self._n, self._n + int(np.count_nonzero(~old)), dtype=np.int64)
+        rows[~old] = new_rows
+        self._vecs[rows] = vectors
+        self._ids[new_rows] = ids[~old]
+        self._n += new_rows.shape[0]
+        self._map.set(ids[~old], new_rows)
+
+    def remove(self, ids: IdArray) -> int:
+        """Remove present ids by moving the last rows into their slots; O(b·dim)."""
+        ids = check_ids(ids, unique=False)
+        rows = np.unique(self._map.pop(np.unique(ids)))
+        rows = rows[rows >= 0]
+        m = int(rows.shape[0])
+        if not m:
+            return 0
+        self._reserve(0)
+        tail = self._n - m
+        holes = rows[rows < tail]
+        movers = np.setdiff1d(np.arange(tail, self._n, dtype=np.int64), rows, assume_unique=True)
+        if holes.shape[0]:
+            self._vecs[holes] = self._vecs[movers]
+            self._ids[holes] = self._ids[movers]
+            self._map.set(self._ids[holes], holes)
+        self._n = tail
+        return m
+
+    def search(self, queries: VectorArray, k: int) -> SearchResult:
+        """Score every stored vector: O(q·n·dim) BLAS work plus O(q·n) for the top-k."""
+        queries = check_vectors(queries, self._dim, "queries")
+        k = check_k(k)
+        q = queries.shape[0]
+        if not self._n or not q:
+            return empty_result(q, k)
+        ids = np.full((q, k), -1, dtype=np.int64)
+        scores = np.full((q, k), -np.inf, dtype=np.float32)
+        step = max(1, _SCORE_BUDGET // self._n)
+        for a in range(0, q, step):
+            b = min(q, a + step)
+            pos, sc = top_k(self._scores(queries[a:b]), k)
+            ids[a:b] = np.where(pos >= 0, self._ids[pos], -1)
+            scores[a:b] = sc
+        return SearchResult(ids=ids, scores=scores)
+
+    def _scores(self, queries: VectorArray) -> npt.NDArray[np.float32]:
+        vecs = np.asarray(self._vecs[: self._n])
+        if self._dtype == "float32":
+            return np.asarray(queries @ vecs.T, dtype=np.float32)
+        out = np.empty((queries.shape[0], self._n), dtype=np.float32)
+        for a in range(0, self._n, _F16_BLOCK):
+            b = min(self._n, a + _F16_BLOCK)
+            np.matmul(queries, vecs[a:b].astype(np.float32).T, out=out[:, a:b])
+        return out
+
+    def save(self, path: Path | str, *, extra: dict[str, Any] | None = None) -> None:
+        """Atomically write the index (O(n·dim) bytes); ``extra`` goes into the header."""
+        header = {"kind": "exact", **(extra or {}), "impl": "exact", "dim": self._dim}
+        header["dtype"] = self._dtype
+        arrays = {"ids": self._ids[: self._n], "vectors": self._vecs[: self._n]}
+        write_index_file(path, header, arrays)
+
+    @classmethod
+    def load(cls, path: Path | str, *, mmap: bool = False) -> ExactIndex:
+        """Open a saved exact index. With ``mmap`` the vectors are memory-mapped (O(1) I/O,
+        copied into memory on the first change); either way the id map costs O(n log n)."""
+        f = read_index_file(path, mmap=mmap)
+        return cls.from_file(f.header, f.arrays)
+
+    @classmethod
+    def from_file(cls, header: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> ExactIndex:
+        if header.get("impl") != "exact":
+            raise StoreError("not an exact index file", impl=header.get("impl"))
+        index = cls(int(header["dim"]), dtype=header.get("dtype", "float32"))
+        ids, vecs = arrays["ids"], arrays["vectors"]
+        if ids.dtype != np.int64 or vecs.shape != (ids.shape[0], index.dim):
+            raise StoreError("index file arrays do not match", shape=list(vecs.shape))
+        if vecs.dtype != np.dtype(index.dtype):
+            raise StoreError("index file dtype does not match its header")
+        index._vecs, index._ids, index._n = vecs, np.array(ids), int(ids.shape[0])
+        index._map = IdMap.from_arrays(index._ids, np.arange(ids.shape[0], dtype=np.int64))
+        return index

@@ -1,0 +1,240 @@
+"""Enrol real faces and search them: identify, verify, similar, group, erasure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from faceledger.cli.main import app
+from faceledger.config import Settings
+from faceledger.errors import ConsentRequired, MultipleFaces, NotFound
+from faceledger.service import FaceService
+
+pytestmark = pytest.mark.integration
+
+
+def test_bbt_characters_identified_in_scene_photos(service: FaceService, faces_dir: Path) -> None:
+    service.create_collection("bbt")
+    summary = service.enroll_folder("bbt", faces_dir / "faceapi_bbt" / "identities", consent="test")
+    assert summary.counts["enrolled"] >= 38  # 8 characters x 5 crops; a profile may be refused
+    persons = {p.name for p in service.store.list_persons("bbt")}
+    assert len(persons) == 8
+    identified = total = 0
+    for image in sorted((faces_dir / "faceapi_bbt" / "group").glob("bbt*.jpg")):
+        results = service.identify("bbt", str(image), purpose="test")
+        assert results, image
+        tops = [r.candidates[0].person for r in results if r.candidates]
+        assert len(tops) == len(set(tops)), f"one person twice in {image.name}: {tops}"
+        for r in results:
+            assert all(c.fmr <= 1e-4 for c in r.candidates)
+            assert [c.similarity for c in r.candidates] == sorted(
+                (c.similarity for c in r.candidates), reverse=True
+            )
+        usable = [r for r in results if r.face.quality.grade != "low"]
+        total += len(usable)
+        identified += sum(1 for r in usable if r.candidates)
+    assert identified / total >= 0.9
+
+
+def test_face_recognition_examples_by_file_name(service: FaceService, faces_dir: Path) -> None:
+    root = faces_dir / "face_recognition_examples"
+    service.create_collection("fr", require_consent=False)
+    summary = service.enroll_folder("fr", root / "identities", largest=True)
+    assert summary.counts["enrolled"] >= 12
+    for image, expected in [
+        ("obama_and_biden.jpg", {"barack_obama", "joe_biden"}),
+        ("kit_with_rose.jpg", {"kit_harington", "rose_leslie"}),
+    ]:
+        results = service.identify("fr", str(root / "group" / image))
+        found = {r.candidates[0].person for r in results if r.candidates}
+        assert found == expected, (image, found)
+
+
+def test_glint_aligned_rank1(service: FaceService, faces_dir: Path) -> None:
+    root = faces_dir / "glint360k_celeb24" / "images"
+    service.create_collection("celebs", require_consent=False)
+    people = sorted(p for p in root.iterdir() if p.is_dir())
+    assert len(people) == 24
+    probes: list[tuple[str, Path]] = []
+    for person in people:
+        files = sorted(person.iterdir())
+        results = service.enroll(
+            "celebs",
+            person.name,
+            [str(f) for f in files[:10]],
+            aligned=True,
+            allow_low_quality=True,
+        )
+        assert all(r.face_id is not None for r in results)
+        probes.extend((person.name, f) for f in files[10:40])
+    correct = 0
+    for person, path in probes:
+        res = service.identify("celebs", str(path), aligned=True, max_fmr=0.5, top=1)
+        correct += bool(res[0].candidates) and res[0].candidates[0].person == person
+    assert correct / len(probes) >= 0.99
+
+
+def test_verify_similar_and_erasure(tmp_path: Path, faces_dir: Path) -> None:
+    ids = faces_dir / "faceapi_bbt" / "identities"
+    data = tmp_path / "data"
+    svc = FaceService(Settings(data=data))
+    svc.create_collection("c")
+    with pytest.raises(ConsentRequired):
+        svc.enroll("c", "amy", [str(ids / "amy" / "amy1.png")])
+    svc.enroll("c", "amy", [str(ids / "amy" / f"amy{i}.png") for i in (1, 2, 3)], consent="form-17")
+    svc.enroll(
+        "c", "penny", [str(ids / "penny" / f"penny{i}.png") for i in (1, 2, 3)], consent="form-18"
+    )
+    probe = str(ids / "amy" / "amy4.png")
+    assert svc.verify("c", probe, "amy").same_person
+    assert not svc.verify("c", probe, "penny").same_person
+    match_person = svc.similar("c", probe, mode="matchPerson")
+    assert match_person.candidates and {c.person for c in match_person.candidates} == {"amy"}
+    match_face = svc.similar("c", probe, mode="matchFace", top=6)
+    assert len(match_face.candidates) == 6 and match_face.candidates[0].person == "amy"
+    assert svc.identify("c", probe)[0].candidates[0].person == "amy"
+    svc.delete_person("c", "amy")
+    assert all(c.person != "amy" for r in svc.identify("c", probe) for c in r.candidates)
+    with pytest.raises(NotFound):
+        svc.verify("c", probe, "amy")
+    svc.close()
+    reopened = FaceService(Settings(data=data))
+    assert all(c.person != "amy" for r in reopened.identify("c", probe) for c in r.candidates)
+    faces_left = reopened.store.list_faces("c")
+    assert {f.person for f in faces_left} == {"penny"}
+    assert reopened.ledger.verify()["ok"]
+    reopened.close()
+
+
+def test_group_photo_enrolment_needs_a_choice(service: FaceService, faces_dir: Path) -> None:
+    service.create_collection("g", require_consent=False)
+    group = str(faces_dir / "insightface_pkg" / "group" / "t1.jpg")
+    [refused] = service.enroll("g", "someone", [group])
+    assert refused.refused == MultipleFaces.code and refused.face_id is None
+    [chosen] = service.enroll("g", "someone", [group], face_index=1, allow_low_quality=True)
+    assert chosen.face_id is not None
+
+
+def purity(groups: list[list[str]]) -> float:
+    members = sum(len(g) for g in groups)
+    return sum(max(g.count(x) for x in set(g)) for g in groups) / members
+
+
+def test_group_johns_into_five_people(service: FaceService, faces_dir: Path) -> None:
+    root = faces_dir / "dlib_examples" / "johns"
+    images = sorted(p for p in root.rglob("*") if p.is_file())
+    result = service.group([str(p) for p in images])
+    labels = [[Path(f.image).parent.name for f in g] for g in result.groups]
+    big = [g for g in labels if len(g) >= 5]
+    assert len(big) == 5
+    assert purity(labels) >= 0.95
+
+
+def test_group_never_joins_two_faces_of_one_photo(service: FaceService, faces_dir: Path) -> None:
+    photos = sorted((faces_dir / "faceapi_bbt" / "group").glob("bbt*.jpg"))  # one cast, 5 scenes
+    result = service.group([str(p) for p in photos])
+    assert result.groups
+    for g in result.groups:
+        images = [f.image for f in g]
+        assert len(images) == len(set(images)), images
+
+
+def test_cannot_link_constraint_on_synthetic_vectors() -> None:
+    from faceledger.search.grouping import chinese_whispers
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(1, 64))
+    vectors = base + rng.normal(scale=0.05, size=(4, 64))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    free = chinese_whispers(vectors, threshold=0.5)
+    assert free.groups == [[0, 1, 2, 3]]
+    constrained = chinese_whispers(vectors, threshold=0.5, photo_ids=np.array([7, 7, 8, 9]))
+    for g in constrained.groups:
+        assert not {0, 1} <= set(g)
+
+
+def test_glint_grouping_reports_pairwise_precision_recall(
+    service: FaceService, faces_dir: Path
+) -> None:
+    from itertools import combinations
+
+    root = faces_dir / "glint360k_celeb24" / "images"
+    items = [(p.name, f) for p in sorted(root.iterdir()) for f in sorted(p.iterdir())[:20]]
+    service.create_collection("gl", require_consent=False)
+    for person in {p for p, _ in items}:
+        service.enroll(
+            "gl",
+            person,
+            [str(f) for p, f in items if p == person],
+            aligned=True,
+            allow_low_quality=True,
+        )
+    result = service.group(collection="gl")
+    label = {}
+    for gi, g in enumerate(result.groups):
+        for f in g:
+            label[f.face_id] = gi
+    persons = {f.face_id: f.person for g in result.groups for f in g}
+    for f in result.messy_group:
+        persons[f.face_id] = f.person
+    ids = list(persons)
+    tp = fp = fn = 0
+    for a, b in combinations(ids, 2):
+        same_true = persons[a] == persons[b]
+        same_pred = a in label and b in label and label[a] == label[b]
+        tp += same_true and same_pred
+        fp += same_pred and not same_true
+        fn += same_true and not same_pred
+    precision, recall = tp / (tp + fp), tp / (tp + fn)
+    print(json.dumps({"pairwise_precision": precision, "pairwise_recall": recall}))
+    assert precision >= 0.95 and recall >= 0.5
+
+
+def test_cli_contract(tmp_path: Path, faces_dir: Path) -> None:
+    ids = faces_dir / "faceapi_bbt" / "identities"
+    runner = CliRunner()
+    data = ["--data", str(tmp_path / "d")]
+
+    def run(*args: str) -> dict[str, object]:
+        out = runner.invoke(app, [*data, *args])
+        assert out.exit_code == 0, out.output
+        return json.loads(out.stdout) if "--json" in args else {}
+
+    run("collection", "create", "c")
+    run(
+        "enroll",
+        "c",
+        "sheldon",
+        str(ids / "sheldon/sheldon1.png"),
+        str(ids / "sheldon/sheldon2.png"),
+        "--consent",
+        "ref-1",
+        "--json",
+    )
+    run("enroll-folder", "c", str(ids), "--consent", "ref-2", "--json")
+    found = run(
+        "identify",
+        "c",
+        str(faces_dir / "faceapi_bbt/group/bbt1.jpg"),
+        "--purpose",
+        "test",
+        "--json",
+    )
+    faces = found["faces"]
+    assert isinstance(faces, list) and all(
+        {"person", "similarity", "fmr"} <= set(c) for f in faces for c in f["candidates"]
+    )
+    sim = run("similar", "c", str(ids / "sheldon/sheldon3.png"), "--mode", "matchFace", "--json")
+    assert sim["similar"]
+    ver = run("verify", "c", str(ids / "sheldon/sheldon3.png"), "--person", "sheldon", "--json")
+    assert ver["same_person"] is True
+    grp = run("group", "--collection", "c", "--json")
+    assert grp["groups"]
+    run("person", "delete", "c", "sheldon")
+    again = run("identify", "c", str(ids / "sheldon/sheldon3.png"), "--json")
+    assert all(c["person"] != "sheldon" for f in again["faces"] for c in f["candidates"])  # type: ignore[index, union-attr]
+    assert run("audit", "verify", "--json")["ok"] is True
