@@ -26,3 +26,13 @@ class Settings(BaseSettings):
     """Images processed in parallel (0: one per CPU core)."""
     default_max_fmr: float = 1e-4
     cache_dir: Path = Path(".cache")
+    # -- service ---------------------------------------------------------------------
+    max_upload_bytes: int = 21 * 1024 * 1024
+    """Request bodies above this are refused with 413 before being read."""
+    request_timeout: float = 120.0
+    rate_limit: float = 50.0
+    """Requests per second per API key (0: unlimited)."""
+    rate_burst: int = 100
+    retention_sweep_seconds: float = 60.0
+    require_purpose: bool = True
+    """Identify, similar and verify-against-person over HTTP refuse a request without a purpose."""

@@ -34,6 +34,7 @@ from faceledger.errors import (
 )
 from faceledger.imaging import ImageLimits
 from faceledger.ledger.audit import Actor, Entry, Ledger
+from faceledger.ledger.keys import IssuedKey, KeyStore, Role
 from faceledger.search import operations
 from faceledger.search.ranking import Aggregate, Candidate
 from faceledger.store import NewFace, Store
@@ -123,6 +124,7 @@ class FaceService:
         self.settings = settings or Settings()
         self.store = Store(self.settings.data)
         self.ledger = Ledger(self.store.engine, self.settings.data)
+        self.keys = KeyStore(self.store.engine)
         self.require_purpose = require_purpose
         self._engines: dict[str, Engine] = {}
         self._lock = threading.Lock()
@@ -260,6 +262,47 @@ class FaceService:
         self.store.delete_face(collection, face_id, record=self._audit(actor, entry))
         self.ledger.write_head()
 
+    def export_person(
+        self, collection: str, name: str, *, actor: Actor = LOCAL_ACTOR
+    ) -> dict[str, Any]:
+        """Everything stored about a person (subject access request); the export is audited."""
+        person = self.store.get_person(collection, name)
+        faces = self.store.list_faces(collection, name)
+        self._record(actor, Entry("person.export", collection=collection, request={"person": name}))
+        return {"person": person, "faces": faces}
+
+    # -- keys ------------------------------------------------------------------------
+    def create_key(
+        self, role: Role, *, name: str | None = None, actor: Actor = LOCAL_ACTOR
+    ) -> IssuedKey:
+        """Issue an API key (its secret is returned once); the issue is audited."""
+        from faceledger.store.db import write_transaction
+
+        with write_transaction(self.store.engine) as conn:
+            issued = self.keys.create(role, name=name, conn=conn)
+            entry = Entry(
+                "key.create", request={"key_id": issued.key.id, "role": role.value, "name": name}
+            )
+            self.ledger.append(conn, actor, entry)
+        self.ledger.write_head()
+        return issued
+
+    def revoke_key(self, key_id: str, *, actor: Actor = LOCAL_ACTOR) -> None:
+        from faceledger.store.db import write_transaction
+
+        with write_transaction(self.store.engine) as conn:
+            self.keys.revoke(key_id, conn=conn)
+            self.ledger.append(conn, actor, Entry("key.revoke", request={"key_id": key_id}))
+        self.ledger.write_head()
+
+    def detect(self, image: ImageInput, *, actor: Actor = LOCAL_ACTOR) -> list[Face]:
+        """Faces of an image (no embeddings kept); audited without the image."""
+        faces = self.engine().detect(image)[: self.settings.max_faces_per_image]
+        self._record(
+            actor, Entry("detect", image_sha256=image_sha256(image), result={"faces": len(faces)})
+        )
+        return faces
+
     # -- enrolment -------------------------------------------------------------------
     def _choose_face(
         self, faces: list[Face], *, face_index: int | None, largest: bool, allow_low_quality: bool
@@ -302,6 +345,7 @@ class FaceService:
         allow_low_quality: bool = False,
         aligned: bool = False,
         sources: Sequence[str] | None = None,
+        strict: bool = False,
         actor: Actor = LOCAL_ACTOR,
     ) -> list[EnrolledImage]:
         """Detect, check and store one face per image for ``person`` in one transaction.
@@ -309,7 +353,8 @@ class FaceService:
         Images that are refused (no face, several faces, low quality, unreadable) are
         reported with a machine code and store nothing; the accepted ones are stored
         together, creating the person if needed. With ``aligned`` the images are
-        already aligned face crops (no detection).
+        already aligned face crops (no detection). With ``strict`` the first refusal is
+        raised instead (and nothing is stored).
         """
         col, engine = self._collection_engine(collection)
         names = (
@@ -337,6 +382,8 @@ class FaceService:
                     allow_low_quality=allow_low_quality,
                 )
             except FaceledgerError as exc:
+                if strict:
+                    raise
                 outcomes.append(
                     EnrolledImage(
                         names[i],

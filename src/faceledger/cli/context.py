@@ -16,6 +16,11 @@ def set_data_dir(path: Path | None) -> None:
     _state["data"] = path
 
 
+def data_dir() -> Path | None:
+    """The data directory chosen with ``--data`` (or None for the settings' default)."""
+    return _state["data"]
+
+
 @contextmanager
 def open_service() -> Iterator[FaceService]:
     """A service on the chosen data directory, closed (indexes saved) afterwards."""

@@ -11,6 +11,7 @@ from faceledger.cli.common import emit, face_json, fail_cleanly, progress_bar
 from faceledger.cli.context import set_data_dir
 from faceledger.cli.db import register as register_db_commands
 from faceledger.cli.eval import eval_app
+from faceledger.cli.serve import serve
 from faceledger.engine import Engine
 from faceledger.models.packs import BUILTIN_PACKS, load_pack
 
@@ -19,6 +20,7 @@ app = typer.Typer(
 )
 app.add_typer(eval_app, name="eval")
 register_db_commands(app)
+app.command()(serve)
 
 
 @app.callback()

@@ -164,7 +164,7 @@ class Ledger:
         return int(data["seq"]), str(data["entry_hash"])
 
     def entries(
-        self, *, after: int = 0, limit: int | None = None, **filters: str
+        self, *, after: int = 0, limit: int | None = None, **filters: str | None
     ) -> list[dict[str, Any]]:
         """Entries in order, optionally filtered by operation, collection, key_id or purpose."""
         query = select(audit_log).where(audit_log.c.seq > after).order_by(audit_log.c.seq)

@@ -47,6 +47,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from faceledger.errors import InvalidArgument, ModelError
 from faceledger.models.packs import ModelPack
@@ -64,7 +65,9 @@ HOG_WINDOW = 80.0
 MAX_UPSAMPLE = 2
 """At most this many pyramid doublings for small images or small faces."""
 
-DLIB_TEMPLATE_5: FloatArray = np.array(
+Points = npt.NDArray[np.float64]
+
+DLIB_TEMPLATE_5: Points = np.array(
     [
         [0.8595674595992, 0.2134981538014],
         [0.6460604764104, 0.2289674387677],
@@ -84,7 +87,7 @@ _MOUTH_LEFT = np.array([0.254149, 0.780233])
 _MOUTH_RIGHT = np.array([0.726104, 0.780233])
 """Points 30, 48 and 54 of dlib's 68-point mean face, in the same unit square."""
 
-FACELEDGER_TEMPLATE: FloatArray = np.array(
+FACELEDGER_TEMPLATE: Points = np.array(
     [
         (DLIB_TEMPLATE_5[2] + DLIB_TEMPLATE_5[3]) / 2,
         (DLIB_TEMPLATE_5[0] + DLIB_TEMPLATE_5[1]) / 2,
@@ -97,22 +100,20 @@ FACELEDGER_TEMPLATE: FloatArray = np.array(
 """faceledger's five points (image-left eye, image-right eye, nose tip, image-left and
 image-right mouth corner) on dlib's unit square."""
 
-CHIP_LANDMARKS: FloatArray = (
-    (FACELEDGER_TEMPLATE + CHIP_PADDING) / (1 + 2 * CHIP_PADDING) * (CHIP_SIZE)
-)
+CHIP_LANDMARKS: Points = (FACELEDGER_TEMPLATE + CHIP_PADDING) / (1 + 2 * CHIP_PADDING) * (CHIP_SIZE)
 """Where faceledger's five points land in a 150x150 dlib chip."""
 
 
-def similarity_transform(src: FloatArray, dst: FloatArray) -> FloatArray:
+def similarity_transform(src: npt.ArrayLike, dst: npt.ArrayLike) -> Points:
     """The least-squares similarity ``(2, 3)`` taking points ``src (n, 2)`` onto ``dst``.
 
     Rotation, uniform scale and translation, no reflection (dlib's
     ``find_similarity_transform`` for the 2-D case).
     """
-    src = np.asarray(src, dtype=np.float64)
-    dst = np.asarray(dst, dtype=np.float64)
-    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
-    s, d = src - src_mean, dst - dst_mean
+    src_pts = np.asarray(src, dtype=np.float64)
+    dst_pts = np.asarray(dst, dtype=np.float64)
+    src_mean, dst_mean = src_pts.mean(axis=0), dst_pts.mean(axis=0)
+    s, d = src_pts - src_mean, dst_pts - dst_mean
     denom = float((s**2).sum())
     if denom <= 1e-12:
         return np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
@@ -123,20 +124,20 @@ def similarity_transform(src: FloatArray, dst: FloatArray) -> FloatArray:
     return np.hstack([rot, shift[:, None]])
 
 
-def landmarks_from_dlib5(parts: FloatArray) -> FloatArray:
+def landmarks_from_dlib5(parts: npt.ArrayLike) -> FloatArray:
     """faceledger's five landmarks ``(5, 2)`` from the 5-point predictor's parts ``(5, 2)``.
 
     Eye centres are measured (means of the corners); the nose tip is the measured nose
     base shifted by the template offset; the mouth corners come from the template through
     the similarity transform fitted to the parts (see the module docstring).
     """
-    parts = np.asarray(parts, dtype=np.float64)
-    fit = similarity_transform(DLIB_TEMPLATE_5, parts)
+    pts = np.asarray(parts, dtype=np.float64)
+    fit = similarity_transform(DLIB_TEMPLATE_5, pts)
     linear = fit[:, :2]
     out = np.empty((5, 2), dtype=np.float64)
-    out[0] = (parts[2] + parts[3]) / 2
-    out[1] = (parts[0] + parts[1]) / 2
-    out[2] = parts[4] + linear @ (_NOSE_TIP - DLIB_TEMPLATE_5[4])
+    out[0] = (pts[2] + pts[3]) / 2
+    out[1] = (pts[0] + pts[1]) / 2
+    out[2] = pts[4] + linear @ (_NOSE_TIP - DLIB_TEMPLATE_5[4])
     out[3] = linear @ _MOUTH_LEFT + fit[:, 2]
     out[4] = linear @ _MOUTH_RIGHT + fit[:, 2]
     return out.astype(np.float32)
@@ -183,8 +184,8 @@ class DlibPipeline:
     ) -> None:
         if (hog is None) == (cnn is None):
             raise ModelError("the dlib pipeline needs exactly one detector (HOG or CNN)")
-        self._hog = hog
-        self._cnn = cnn
+        self._hog: Any = hog
+        self._cnn: Any = cnn
         self._predictor = predictor
         self._recognizer = recognizer
         self._detector_lock = threading.Lock()

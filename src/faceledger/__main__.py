@@ -1,0 +1,5 @@
+"""``python -m faceledger``: the command line."""
+
+from faceledger.cli.main import app
+
+app(prog_name="faceledger")

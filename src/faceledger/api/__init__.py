@@ -1,0 +1,1 @@
+"""The HTTP front (FastAPI): thin routes over :class:`faceledger.service.FaceService`."""

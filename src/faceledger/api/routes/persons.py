@@ -1,0 +1,140 @@
+"""Persons and their faces: create, list, get, update, delete, enrol, export."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, status
+from prometheus_client import Counter
+
+from faceledger.api.deps import AdminKey, EnrollerKey, ServiceDep, actor_of
+from faceledger.api.schemas import (
+    EnrolledFace,
+    FacePublic,
+    PersonCreate,
+    PersonPage,
+    PersonPublic,
+    PersonUpdate,
+)
+from faceledger.api.uploads import IMAGE_BODY, ImageBytes
+
+router = APIRouter(prefix="/v1/collections/{collection}", tags=["persons"])
+FACES_ENROLLED = Counter("faceledger_faces_enrolled_total", "Faces enrolled over HTTP")
+
+
+@router.post("/persons", response_model=PersonPublic, status_code=status.HTTP_201_CREATED)
+def create_person(
+    collection: str, body: PersonCreate, service: ServiceDep, key: EnrollerKey
+) -> PersonPublic:
+    person = service.create_person(
+        collection,
+        body.name,
+        consent=body.consent,
+        metadata=body.metadata,
+        retain_until=body.retain_until,
+        actor=actor_of(key),
+    )
+    return PersonPublic.model_validate(person)
+
+
+@router.get("/persons", response_model=PersonPage)
+def list_persons(
+    collection: str,
+    service: ServiceDep,
+    _: EnrollerKey,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> PersonPage:
+    persons = service.store.list_persons(collection, offset=offset, limit=limit)
+    return PersonPage(
+        persons=[PersonPublic.model_validate(p) for p in persons], offset=offset, limit=limit
+    )
+
+
+@router.get("/persons/{person}", response_model=PersonPublic)
+def get_person(collection: str, person: str, service: ServiceDep, _: EnrollerKey) -> PersonPublic:
+    return PersonPublic.model_validate(service.store.get_person(collection, person))
+
+
+@router.patch("/persons/{person}", response_model=PersonPublic)
+def update_person(
+    collection: str, person: str, body: PersonUpdate, service: ServiceDep, key: EnrollerKey
+) -> PersonPublic:
+    from faceledger.ledger.audit import Entry
+
+    record = service._audit(
+        actor_of(key), Entry("person.update", collection=collection, request={"person": person})
+    )
+    updated = service.store.update_person(
+        collection,
+        person,
+        metadata=body.metadata,
+        consent=body.consent,
+        retain_until=body.retain_until,
+        record=record,
+    )
+    service.ledger.write_head()
+    return PersonPublic.model_validate(updated)
+
+
+@router.delete("/persons/{person}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_person(collection: str, person: str, service: ServiceDep, key: EnrollerKey) -> None:
+    service.delete_person(collection, person, actor=actor_of(key))
+
+
+@router.get("/persons/{person}/export")
+def export_person(
+    collection: str, person: str, service: ServiceDep, key: AdminKey
+) -> dict[str, Any]:
+    """Subject access request: everything stored about the person (embeddings excluded)."""
+    data = service.export_person(collection, person, actor=actor_of(key))
+    return {
+        "person": PersonPublic.model_validate(data["person"]).model_dump(mode="json"),
+        "faces": [FacePublic.model_validate(f).model_dump(mode="json") for f in data["faces"]],
+    }
+
+
+@router.post(
+    "/persons/{person}/faces",
+    response_model=EnrolledFace,
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=IMAGE_BODY,
+)
+def enroll_face(
+    collection: str,
+    person: str,
+    image: ImageBytes,
+    service: ServiceDep,
+    key: EnrollerKey,
+    face_index: Annotated[int | None, Query(ge=0, le=1000)] = None,
+    largest: bool = False,
+    allow_low_quality: bool = False,
+) -> EnrolledFace:
+    """Enrol the face of an uploaded image for an existing person."""
+    service.store.get_person(collection, person)  # 404 before any work
+    [result] = service.enroll(
+        collection,
+        person,
+        [image],
+        face_index=face_index,
+        largest=largest,
+        allow_low_quality=allow_low_quality,
+        sources=["upload"],
+        strict=True,
+        actor=actor_of(key),
+    )
+    assert result.face_id is not None  # strict: a refusal was raised
+    FACES_ENROLLED.inc()
+    return EnrolledFace(face_id=result.face_id, person=person, quality=result.quality)
+
+
+@router.get("/persons/{person}/faces", response_model=list[FacePublic])
+def list_faces(
+    collection: str, person: str, service: ServiceDep, _: EnrollerKey
+) -> list[FacePublic]:
+    return [FacePublic.model_validate(f) for f in service.store.list_faces(collection, person)]
+
+
+@router.delete("/faces/{face_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_face(collection: str, face_id: int, service: ServiceDep, key: EnrollerKey) -> None:
+    service.delete_face(collection, face_id, actor=actor_of(key))

@@ -1,0 +1,181 @@
+"""Request and response models, separate per audience (create, update, public)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from faceledger.ledger.keys import Role
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class CollectionCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[^/\s][^/]*$")
+    model: str = "default"
+    require_consent: bool = True
+    store_images: bool = False
+
+
+class CollectionPublic(Out):
+    name: str
+    model_pack: str
+    model_id: str
+    embedding_dim: int
+    require_consent: bool
+    store_images: bool
+    created_at: datetime
+
+
+class PersonCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=256)
+    consent: str | None = Field(default=None, max_length=1024)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    retain_until: datetime | None = None
+
+
+class PersonUpdate(BaseModel):
+    consent: str | None = Field(default=None, max_length=1024)
+    metadata: dict[str, Any] | None = None
+    retain_until: datetime | None = None
+
+
+class PersonPublic(Out):
+    id: int
+    name: str
+    metadata: dict[str, Any]
+    consent: str | None
+    retain_until: datetime | None
+    created_at: datetime
+    face_count: int
+
+
+class PersonPage(BaseModel):
+    persons: list[PersonPublic]
+    offset: int
+    limit: int
+
+
+class FacePublic(Out):
+    id: int
+    person: str | None
+    box: list[float] | None
+    quality: dict[str, Any] | None
+    source: str | None
+    image_sha256: str | None
+    created_at: datetime
+
+
+class QualityPublic(Out):
+    face_size: float
+    sharpness: float
+    exposure: float
+    yaw: float
+    pitch: float
+    roll: float
+    grade: str
+
+
+class DetectedFace(BaseModel):
+    box: list[float]
+    landmarks: list[list[float]]
+    score: float
+    quality: QualityPublic
+
+
+class DetectResponse(BaseModel):
+    faces: list[DetectedFace]
+
+
+class EnrolledFace(BaseModel):
+    face_id: int
+    person: str
+    quality: str | None
+
+
+class CandidatePublic(Out):
+    person: str | None
+    face_id: int
+    similarity: float
+    fmr: float = Field(
+        description="Estimated false match rate of one comparison at this similarity."
+    )
+
+
+class IdentifiedFace(DetectedFace):
+    candidates: list[CandidatePublic]
+
+
+class IdentifyResponse(BaseModel):
+    faces: list[IdentifiedFace]
+    max_fmr: float
+    threshold: float
+    note: str = "Candidates are ranked for human review, not a decision."
+
+
+class SimilarResponse(BaseModel):
+    face: DetectedFace
+    similar: list[CandidatePublic]
+    mode: str
+
+
+class VerifyResponse(Out):
+    similarity: float
+    threshold: float
+    max_fmr: float
+    fmr: float
+    same_person: bool
+    person: str | None = None
+    faces_compared: int | None = None
+
+
+class GroupedFacePublic(Out):
+    image: str
+    face_index: int
+    box: list[float]
+    person: str | None = None
+    face_id: int | None = None
+
+
+class GroupResponse(Out):
+    groups: list[list[GroupedFacePublic]]
+    messy_group: list[GroupedFacePublic]
+    threshold: float
+    max_fmr: float
+
+
+class KeyCreate(BaseModel):
+    role: Role
+    name: str | None = Field(default=None, max_length=256)
+
+
+class KeyPublic(Out):
+    id: str
+    role: Role
+    name: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class KeyIssued(KeyPublic):
+    key: str = Field(description="The secret, shown only this once.")
+
+
+class AuditPage(BaseModel):
+    entries: list[dict[str, Any]]
+    next_after: int | None
+
+
+class AuditVerify(BaseModel):
+    ok: bool
+    entries: int
+    problems: list[dict[str, Any]]
+
+
+class Health(BaseModel):
+    status: str
+    version: str
