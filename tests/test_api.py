@@ -317,7 +317,8 @@ def test_retention_erases_expired_person(server: Server, faces_dir: Path) -> Non
         )
     with sqlite3.connect(server.data / "faceledger.db") as db:
         query = (
-            "select count(*) from persons join collections on collections.id = persons.collection_id"
+            "select count(*) from persons"
+            " join collections on collections.id = persons.collection_id"
             " where persons.name = 'penny' and collections.name = 'retention'"
         )
         assert db.execute(query).fetchone()[0] == 0
