@@ -520,6 +520,47 @@ class FaceService:
         )
         return results
 
+    def identify_embeddings(
+        self,
+        collection: str,
+        embeddings: np.ndarray,
+        *,
+        top: int = 5,
+        max_fmr: float = 1e-4,
+        purpose: str | None = None,
+        case_ref: str | None = None,
+        operation: str = "identify.embeddings",
+        request: dict[str, Any] | None = None,
+        actor: Actor = LOCAL_ACTOR,
+    ) -> list[list[Candidate]]:
+        """Identify embeddings ``(q, d)`` of the collection's pack (e.g. one per video track).
+
+        Recorded in the ledger as one entry (``operation``) like any identify.
+        """
+        self._check_purpose(purpose)
+        _check_search_args(top, max_fmr)
+        col, engine = self._collection_engine(collection)
+        queries = np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1, col.embedding_dim)
+        cal = engine.pack.require_calibration()
+        ranked = operations.identify(self.store, col, queries, cal, top=top, max_fmr=max_fmr)
+        self._record(
+            actor,
+            Entry(
+                operation,
+                collection=collection,
+                purpose=purpose,
+                case_ref=case_ref,
+                request={
+                    "queries": int(queries.shape[0]),
+                    "top": top,
+                    "max_fmr": max_fmr,
+                    **(request or {}),
+                },
+                result={"queries": [_candidates_json(c) for c in ranked]},
+            ),
+        )
+        return ranked
+
     def similar(
         self,
         collection: str,
