@@ -16,6 +16,7 @@ import hmac
 import json
 import os
 import secrets
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -90,6 +91,8 @@ class Ledger:
         self._engine = engine
         self._key = _load_key(data_dir / "ledger.key")
         self._head = data_dir / "ledger.head"
+        self._head_lock = threading.Lock()
+        self._head_lock = threading.Lock()
 
     def _seal(self, entry_hash: str) -> str:
         return hmac.new(self._key, entry_hash.encode(), hashlib.sha256).hexdigest()
@@ -137,20 +140,16 @@ class Ledger:
         if last is None:
             return
         seq, entry_hash = int(last[0]), str(last[1])
-        current = self._read_head()
-        if current is not None and current[0] >= seq:
-            return
-        tmp = self._head.with_name(f"{self._head.name}.{os.getpid()}.tmp")
-        tmp.write_text(
-            json.dumps(
-                {
-                    "seq": seq,
-                    "entry_hash": entry_hash,
-                    "seal": self._seal(f"head:{seq}:{entry_hash}"),
-                }
+        with self._head_lock:
+            current = self._read_head()
+            if current is not None and current[0] >= seq:
+                return
+            tmp = self._head.with_name(
+                f"{self._head.name}.{os.getpid()}.{threading.get_ident()}.tmp"
             )
-        )
-        os.replace(tmp, self._head)
+            seal = self._seal(f"head:{seq}:{entry_hash}")
+            tmp.write_text(json.dumps({"seq": seq, "entry_hash": entry_hash, "seal": seal}))
+            os.replace(tmp, self._head)
 
     def _read_head(self) -> tuple[int, str] | None:
         try:

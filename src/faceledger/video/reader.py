@@ -1,0 +1,298 @@
+"""Video decoding with PyAV: frames sampled by timestamp, rotation applied, errors bounded.
+
+Any container and codec FFmpeg reads is accepted. Frames are chosen on a time grid
+(``fps`` samples per second, from presentation timestamps, so variable frame rates are
+sampled evenly) or every frame is kept. The display matrix (rotation metadata) is
+applied. A damaged file yields the frames that can be decoded; what could not be read is
+reported in :attr:`VideoReader.errors` and the reason reading stopped early in
+:attr:`VideoReader.error`. Decoding is bounded by a count of packet errors and an
+optional wall-clock budget, so a hostile file cannot make it hang.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import av
+import cv2
+import numpy as np
+
+from faceledger.errors import InvalidArgument, VideoError
+from faceledger.types import FloatArray, UInt8Image
+
+DEFAULT_FPS = 4.0
+MAX_PACKET_ERRORS = 50
+"""Reading stops after this many packets fail to decode."""
+SIGNATURE_SIZE = (64, 36)
+TRUNCATION_SLACK = 1.0
+"""Seconds of expected-but-missing video tolerated at the end before calling it truncated."""
+
+
+@dataclass(frozen=True, slots=True)
+class VideoInfo:
+    """What the container says about the video stream."""
+
+    container: str
+    codec: str
+    width: int
+    """Coded width in pixels (before rotation)."""
+    height: int
+    duration: float | None
+    """Seconds, from the container (None when unknown, e.g. a raw stream)."""
+    fps: float | None
+    """Average frame rate (None when unknown)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SampledFrame:
+    """One sampled frame, rotated for display and scaled to the analysis size."""
+
+    index: int
+    """Position among the sampled frames."""
+    time: float
+    """Seconds from the start of the video (the container's start time)."""
+    image: UInt8Image
+    """``(h, w, 3)`` RGB uint8."""
+    scale: float
+    """Image pixels per displayed source pixel (1.0 unless the frame was downscaled)."""
+    signature: FloatArray
+    """A small grey thumbnail ``(36, 64)`` float32 for cheap change detection."""
+
+
+class TimeSampler:
+    """Picks timestamps on a grid of ``rate`` per second (every timestamp when ``None``)."""
+
+    def __init__(self, rate: float | None) -> None:
+        if rate is not None and not (rate > 0 and math.isfinite(rate)):
+            raise InvalidArgument(f"sampling rate must be positive, got {rate}")
+        self.rate = rate
+        self._next = -math.inf
+
+    def take(self, t: float) -> bool:
+        """Whether the frame at ``t`` seconds is sampled; timestamps must not decrease."""
+        if self.rate is None:
+            return True
+        tolerance = 1e-3 / self.rate
+        if t + tolerance < self._next:
+            return False
+        self._next = (math.floor((t + tolerance) * self.rate) + 1) / self.rate
+        return True
+
+
+def frame_signature(image: UInt8Image) -> FloatArray:
+    """A ``(36, 64)`` float32 grey thumbnail of an RGB image."""
+    small = cv2.resize(image, SIGNATURE_SIZE, interpolation=cv2.INTER_AREA)
+    grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+    return np.asarray(grey, dtype=np.float32)
+
+
+def signature_change(a: FloatArray, b: FloatArray) -> float:
+    """Mean absolute difference (0..255) of two frame signatures."""
+    return float(np.mean(np.abs(a - b)))
+
+
+def rotate_image(image: UInt8Image, rotation: float) -> UInt8Image:
+    """Rotate counter-clockwise by ``rotation`` degrees, snapped to quarter turns."""
+    turns = round(rotation / 90.0) % 4
+    if turns == 0:
+        return image
+    return np.ascontiguousarray(np.rot90(image, turns))
+
+
+def analysis_size(width: int, height: int, max_side: int | None) -> tuple[int, int, float]:
+    """``(w, h, scale)`` with the long side at most ``max_side`` and even dimensions."""
+    if max_side is None or max(width, height) <= max_side:
+        return width, height, 1.0
+    scale = max_side / max(width, height)
+    w = max(2, round(width * scale / 2) * 2)
+    h = max(2, round(height * scale / 2) * 2)
+    return w, h, w / width
+
+
+class VideoReader:
+    """Sampled, rotated RGB frames of a video file.
+
+    Raises:
+        VideoError: the file cannot be opened or holds no video stream.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fps: float | None = DEFAULT_FPS,
+        max_side: int | None = None,
+        max_packet_errors: int = MAX_PACKET_ERRORS,
+        time_budget: float | None = None,
+    ) -> None:
+        self.sampler = TimeSampler(fps)
+        self.max_side = max_side
+        self.max_packet_errors = max_packet_errors
+        self.time_budget = time_budget
+        self.errors: list[str] = []
+        """Problems met while reading (packets that failed, corrupt frames, early end)."""
+        self.error: VideoError | None = None
+        """Why reading stopped before the end of the video, if it did."""
+        self.last_time: float | None = None
+        """Timestamp of the last decoded frame (seconds)."""
+        self.rotation = 0
+        self.decoded = 0
+        try:
+            self._container: Any = av.open(os.fspath(path), mode="r")
+        except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as exc:
+            raise VideoError(f"cannot open the video: {_reason(exc)}") from exc
+        if not self._container.streams.video:
+            self._container.close()
+            raise VideoError("the file holds no video stream")
+        self._stream: Any = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
+        self.info = self._describe()
+        start = self._container.start_time
+        self._origin: float | None = start / av.time_base if start is not None else None
+
+    def _describe(self) -> VideoInfo:
+        ctx = self._stream.codec_context
+        duration = self._container.duration
+        rate = self._stream.average_rate or self._stream.guessed_rate
+        return VideoInfo(
+            container=str(self._container.format.name),
+            codec=str(ctx.name),
+            width=int(ctx.width),
+            height=int(ctx.height),
+            duration=duration / av.time_base if duration else None,
+            fps=float(rate) if rate else None,
+        )
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the file and the decoder."""
+        self._container.close()
+
+    def __iter__(self) -> Iterator[SampledFrame]:
+        """Decode the video once, yielding the sampled frames in time order."""
+        deadline = None if self.time_budget is None else time.monotonic() + self.time_budget
+        failed = 0
+        count = 0
+        packets = self._container.demux(self._stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except av.FFmpegError as exc:
+                self._stop(f"reading stopped at a damaged part of the file: {_reason(exc)}")
+                yield from self._flush(count)
+                break
+            try:
+                frames = packet.decode()
+            except av.FFmpegError as exc:
+                failed += 1
+                if failed == 1 or failed == self.max_packet_errors:
+                    self.errors.append(f"packet at {self._when()}: {_reason(exc)}")
+                if failed >= self.max_packet_errors:
+                    self._stop(f"{failed} packets could not be decoded: the file is damaged")
+                    break
+                continue
+            for frame in frames:
+                sampled = self._sample(frame, count)
+                if sampled is not None:
+                    count += 1
+                    yield sampled
+            if deadline is not None and time.monotonic() > deadline:
+                self._stop(f"decoding took longer than {self.time_budget:g} s")
+                break
+        if self.error is None:
+            self._check_complete(failed)
+
+    def _flush(self, count: int) -> Iterator[SampledFrame]:
+        """Frames still buffered in the decoder after reading stopped."""
+        try:
+            frames = self._stream.codec_context.decode(None)
+        except av.FFmpegError:
+            return
+        for frame in frames:
+            sampled = self._sample(frame, count)
+            if sampled is not None:
+                count += 1
+                yield sampled
+
+    def _sample(self, frame: Any, count: int) -> SampledFrame | None:
+        t = self._time(frame)
+        self.decoded += 1
+        if frame.is_corrupt and not any("corrupt" in e for e in self.errors):
+            self.errors.append(f"corrupt frame at {t:.2f} s (concealed by the decoder)")
+        if not self.sampler.take(t):
+            return None
+        rotation = int(frame.rotation or 0)
+        self.rotation = rotation
+        upright = rotation % 180 == 0
+        display_w, display_h = (
+            (frame.width, frame.height) if upright else (frame.height, frame.width)
+        )
+        w, h, scale = analysis_size(display_w, display_h, self.max_side)
+        target = (w, h) if upright else (h, w)
+        try:
+            if target != (frame.width, frame.height):
+                frame = frame.reformat(width=target[0], height=target[1], format="rgb24")
+            rgb = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
+        except (av.FFmpegError, ValueError) as exc:
+            self.errors.append(f"frame at {t:.2f} s could not be converted: {_reason(exc)}")
+            return None
+        image = rotate_image(rgb, rotation)
+        return SampledFrame(count, t, image, scale, frame_signature(image))
+
+    def _time(self, frame: Any) -> float:
+        raw = frame.time
+        if raw is None:  # no timestamp: continue from the last one at the stream's rate
+            step = 1.0 / self.info.fps if self.info.fps else 0.04
+            t = 0.0 if self.last_time is None else self.last_time + step
+        else:
+            if self._origin is None:
+                self._origin = float(raw)
+            t = max(0.0, float(raw) - self._origin)
+            if self.last_time is not None and t < self.last_time:
+                t = self.last_time  # a reordered or repeated timestamp
+        self.last_time = t
+        return t
+
+    def _when(self) -> str:
+        return "the start" if self.last_time is None else f"{self.last_time:.2f} s"
+
+    def _stop(self, message: str) -> None:
+        self.error = VideoError(message, at=self.last_time)
+        self.errors.append(message)
+
+    def _check_complete(self, failed: int) -> None:
+        if failed:
+            self.errors.append(f"{failed} packet(s) could not be decoded")
+        duration = self.info.duration
+        if self.decoded == 0:
+            self._stop("no frame could be decoded")
+        elif duration is not None and (self.last_time or 0.0) + TRUNCATION_SLACK < duration:
+            self._stop(
+                f"the video ends at {self.last_time:.2f} s of {duration:.2f} s: "
+                "the file is truncated or damaged"
+            )
+
+
+def _reason(exc: BaseException) -> str:
+    """A short reason from a PyAV/OS error (without the file path)."""
+    if isinstance(exc, av.FFmpegError):
+        return str(exc.strerror or exc).strip()
+    return str(exc).strip() or type(exc).__name__
