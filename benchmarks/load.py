@@ -102,14 +102,12 @@ async def run(url: str, key: str, *, clients: int, seconds: float) -> dict[str, 
         elapsed = time.perf_counter() - start
         # Every acknowledged enrolment must be present afterwards.
         present: set[int] = set()
-        page = 0
         persons = (await http.get("/v1/collections/load/persons", params={"limit": 1000})).json()[
             "persons"
         ]
         for p in persons:
             faces = (await http.get(f"/v1/collections/load/persons/{p['name']}/faces")).json()
             present.update(int(f["id"]) for f in faces)
-            page += 1
         missing = sorted(set(acknowledged) - present)
 
     def stats(values: list[float]) -> dict[str, Any]:
