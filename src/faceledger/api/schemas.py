@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from faceledger.ledger.keys import Role
 
+MAX_ID = 2**53
+"""Largest id or offset accepted (SQLite integers are 64-bit; JSON numbers exact to 2**53)."""
+
 
 class Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from faceledger.api.deps import AuditorKey, ServiceDep
-from faceledger.api.schemas import AuditPage, AuditVerify
+from faceledger.api.schemas import MAX_ID, AuditPage, AuditVerify
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -20,7 +20,7 @@ def list_entries(
     service: ServiceDep,
     _: AuditorKey,
     after: Annotated[
-        int, Query(ge=0, description="Return entries after this sequence number.")
+        int, Query(ge=0, le=MAX_ID, description="Return entries after this sequence number.")
     ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     operation: str | None = None,

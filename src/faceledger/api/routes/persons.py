@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Path, Query, status
 from prometheus_client import Counter
 
 from faceledger.api.deps import AdminKey, EnrollerKey, ServiceDep, actor_of
 from faceledger.api.schemas import (
+    MAX_ID,
     EnrolledFace,
     FacePublic,
     PersonCreate,
@@ -42,7 +43,7 @@ def list_persons(
     collection: str,
     service: ServiceDep,
     _: EnrollerKey,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> PersonPage:
     persons = service.store.list_persons(collection, offset=offset, limit=limit)
@@ -136,5 +137,10 @@ def list_faces(
 
 
 @router.delete("/faces/{face_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_face(collection: str, face_id: int, service: ServiceDep, key: EnrollerKey) -> None:
+def delete_face(
+    collection: str,
+    face_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    service: ServiceDep,
+    key: EnrollerKey,
+) -> None:
     service.delete_face(collection, face_id, actor=actor_of(key))
