@@ -39,7 +39,7 @@ from faceledger.search import operations
 from faceledger.search.ranking import Aggregate, Candidate
 from faceledger.store import NewFace, Store
 from faceledger.store.repository import CollectionRecord, PersonRecord
-from faceledger.types import Face
+from faceledger.types import Comparison, Face
 
 Progress = Callable[[int, int], None]
 BACKGROUND_FACE_AREA = 0.1
@@ -230,6 +230,40 @@ class FaceService:
             name,
             consent=consent,
             metadata=metadata,
+            retain_until=retain_until,
+            record=self._audit(actor, entry),
+        )
+        self.ledger.write_head()
+        return person
+
+    def update_person(
+        self,
+        collection: str,
+        name: str,
+        *,
+        metadata: dict[str, Any] | None = None,
+        consent: str | None = None,
+        retain_until: datetime | None = None,
+        actor: Actor = LOCAL_ACTOR,
+    ) -> PersonRecord:
+        """Change a person's metadata, consent reference or retention date (audited)."""
+        changed = [
+            k
+            for k, v in (
+                ("metadata", metadata),
+                ("consent", consent),
+                ("retain_until", retain_until),
+            )
+            if v is not None
+        ]
+        entry = Entry(
+            "person.update", collection=collection, request={"person": name, "changed": changed}
+        )
+        person = self.store.update_person(
+            collection,
+            name,
+            metadata=metadata,
+            consent=consent,
             retain_until=retain_until,
             record=self._audit(actor, entry),
         )
@@ -651,7 +685,7 @@ class FaceService:
         max_fmr: float = 1e-4,
         model: str | None = None,
         actor: Actor = LOCAL_ACTOR,
-    ) -> Any:
+    ) -> Comparison:
         """Face-to-face verification of the largest faces of two images."""
         result = self.engine(model).compare(a, b, max_fmr=max_fmr)
         self._record(

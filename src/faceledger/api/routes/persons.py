@@ -61,20 +61,14 @@ def get_person(collection: str, person: str, service: ServiceDep, _: EnrollerKey
 def update_person(
     collection: str, person: str, body: PersonUpdate, service: ServiceDep, key: EnrollerKey
 ) -> PersonPublic:
-    from faceledger.ledger.audit import Entry
-
-    record = service._audit(
-        actor_of(key), Entry("person.update", collection=collection, request={"person": person})
-    )
-    updated = service.store.update_person(
+    updated = service.update_person(
         collection,
         person,
         metadata=body.metadata,
         consent=body.consent,
         retain_until=body.retain_until,
-        record=record,
+        actor=actor_of(key),
     )
-    service.ledger.write_head()
     return PersonPublic.model_validate(updated)
 
 
