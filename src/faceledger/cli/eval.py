@@ -1,18 +1,69 @@
-"""``faceledger eval``: verification protocols and calibration."""
+"""``faceledger eval``: verification, identification, clustering, calibration and reports."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 import typer
 
 from faceledger.cli.common import emit, fail_cleanly, progress_bar
+from faceledger.cli.models import cache_root, write_model_card
 from faceledger.engine import Engine
-from faceledger.eval.calibrate import calibrate_tree, pack_json_for, write_calibration
+from faceledger.errors import InvalidArgument
+from faceledger.eval.cache import EmbeddingCache
+from faceledger.eval.calibrate import calibrate_tree, check_trees, pack_json_for, write_calibration
+from faceledger.eval.clustering import evaluate_grouping
+from faceledger.eval.dataset import Layout, embed_trees, read_labels, score_pairs
+from faceledger.eval.identification import evaluate_gallery_probes, evaluate_split
 from faceledger.eval.pairs import evaluate_pairs, read_csv_pairs, read_lfw_pairs
+from faceledger.eval.verification import all_pair_scores, evaluate_verification
 
 eval_app = typer.Typer(help="Measure accuracy on labelled data.", no_args_is_help=True)
+
+ModelOpt = Annotated[str, typer.Option("--model", help="Model pack.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+AlignedOpt = Annotated[
+    bool, typer.Option("--aligned", help="Images are aligned 112x112 crops (no detection).")
+]
+LayoutOpt = Annotated[
+    str,
+    typer.Option(
+        "--layout", help="tree: <person>/<images>; prefix: the person is the file name's prefix."
+    ),
+]
+PerPersonOpt = Annotated[int | None, typer.Option(help="Use at most N images per person.")]
+CacheOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir",
+        help="Cache folder (default .cache, or FACELEDGER_CACHE_DIR).",
+        show_default=False,
+    ),
+]
+NoCacheOpt = Annotated[
+    bool, typer.Option("--no-cache", help="Neither read nor write cached embeddings.")
+]
+
+
+def _layout(value: str) -> Layout:
+    if value not in ("tree", "prefix"):
+        raise InvalidArgument(f"unknown layout {value!r}; known: tree, prefix")
+    return cast(Layout, value)
+
+
+@contextmanager
+def _cache(engine: Engine, cache_dir: Path | None, off: bool) -> Iterator[EmbeddingCache | None]:
+    if off:
+        yield None
+        return
+    cache = EmbeddingCache(cache_root(cache_dir) / "embeddings", engine.model_id)
+    try:
+        yield cache
+    finally:
+        cache.close()
 
 
 @eval_app.command("lfw")
@@ -48,22 +99,316 @@ def pairs(
 @eval_app.command("calibrate")
 @fail_cleanly
 def calibrate(
-    tree: Annotated[Path, typer.Argument(help="Folder of <person>/<images>.")],
-    model: Annotated[str, typer.Option(help="Model pack to calibrate.")] = "default",
-    aligned: Annotated[bool, typer.Option(help="Images are aligned 112x112 crops.")] = False,
+    tree: Annotated[
+        Path | None, typer.Argument(help="Folder of <person>/<images> to build the table from.")
+    ] = None,
+    check: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--check",
+            help="Measure the FMR at each stated rate on this folder (repeatable; pairs across "
+            "folders count as impostors). Without TREE the pack's stored table is checked.",
+        ),
+    ] = None,
+    model: ModelOpt = "default",
+    aligned: Annotated[bool, typer.Option(help="TREE holds aligned 112x112 crops.")] = False,
+    check_aligned: Annotated[
+        bool, typer.Option(help="--check folders hold aligned crops.")
+    ] = False,
+    layout: LayoutOpt = "tree",
+    per_person: Annotated[
+        int | None, typer.Option(help="Use at most N images per person of --check folders.")
+    ] = None,
     write: Annotated[bool, typer.Option(help="Store the table with the pack.")] = False,
-    json_out: Annotated[bool, typer.Option("--json")] = False,
+    cache_dir: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+    json_out: JsonOpt = False,
 ) -> None:
-    """Build a pack's threshold vs false match rate table from all cross-identity pairs."""
+    """Build a threshold vs FMR table from all cross-identity pairs, or check one on other data."""
+    if tree is None and not check:
+        raise InvalidArgument("give a TREE to calibrate on, --check folders, or both")
     engine = Engine(model)
-    with progress_bar("embedding") as progress:
-        cal = calibrate_tree(engine, tree, aligned=aligned, progress=progress)
-    if write:
-        write_calibration(pack_json_for(engine), cal)
-    _show(cal.to_dict(), json_out)
+    cal = None
+    with _cache(engine, cache_dir, no_cache) as cache:
+        if tree is not None:
+            with progress_bar("embedding") as progress:
+                cal = calibrate_tree(engine, tree, aligned=aligned, cache=cache, progress=progress)
+            if write:
+                write_calibration(pack_json_for(engine), cal)
+        checked = None
+        if check:
+            with progress_bar("embedding check data") as progress:
+                checked = check_trees(
+                    engine,
+                    check,
+                    calibration=cal,
+                    aligned=check_aligned,
+                    layout=_layout(layout),
+                    per_person=per_person,
+                    cache=cache,
+                    progress=progress,
+                )
+    if checked is None:
+        return _show(cal.to_dict() if cal else {}, json_out)
+    if json_out:
+        return emit({"calibration": cal.to_dict(), "check": checked} if cal else checked)
+    if cal is not None:
+        _show(cal.to_dict(), False)
+    typer.echo(
+        f"{checked['calibration_source']} checked on {', '.join(checked['datasets'])}: "
+        f"{checked['images']} images with a face, {checked['identities']} identities, "
+        f"{checked['impostor_pairs']:,} impostor pairs"
+    )
+    for r in checked["rates"]:
+        note = "" if r["measurable"] else "  (fewer than 10 expected: not measurable)"
+        typer.echo(
+            f"  stated FMR {r['stated_fmr']:.0e}  threshold {r['threshold']:.4f}  measured "
+            f"{r['measured_fmr']:.2e} ({r['false_matches']:,} pairs)  x{r['ratio']:.2f}  "
+            f"FNMR {r['fnmr']:.4f}{note}"
+        )
 
 
-def _show(result: dict[str, object], json_out: bool) -> None:
+@eval_app.command("verify")
+@fail_cleanly
+def verify(
+    pairs_file: Annotated[
+        Path | None, typer.Option("--pairs", help="CSV pair list (file_x, file_y, same).")
+    ] = None,
+    lfw_root: Annotated[
+        Path | None, typer.Option("--lfw", help="LFW folder with images/ and meta/pairs.txt.")
+    ] = None,
+    tree: Annotated[
+        list[Path] | None,
+        typer.Option("--tree", help="Folder of <person>/<images>: all pairs (repeatable)."),
+    ] = None,
+    model: ModelOpt = "default",
+    aligned: AlignedOpt = False,
+    layout: LayoutOpt = "tree",
+    per_person: PerPersonOpt = None,
+    curves: Annotated[bool, typer.Option(help="Include curves and histograms in JSON.")] = False,
+    cache_dir: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """ROC and DET, EER, TAR at FMR 1e-2, 1e-3, 1e-4 (and lower with enough impostor pairs)."""
+    if sum(x is not None and x != [] for x in (pairs_file, lfw_root, tree)) != 1:
+        raise InvalidArgument("give exactly one of --pairs, --lfw, --tree")
+    engine = Engine(model)
+    cal = engine.pack.calibration
+    extra: dict[str, Any] = {}
+    with _cache(engine, cache_dir, no_cache) as cache, progress_bar("embedding") as progress:
+        if tree:
+            data = embed_trees(
+                engine,
+                tree,
+                aligned=aligned,
+                layout=_layout(layout),
+                per_person=per_person,
+                cache=cache,
+                progress=progress,
+            )
+            scores = all_pair_scores(data.embeddings, data.labels)
+            genuine, impostor = scores.genuine, scores.impostor
+            extra = {"images": len(data.paths), "images_without_face": len(data.skipped)}
+        else:
+            listed = (
+                read_csv_pairs(pairs_file)
+                if pairs_file is not None
+                else read_lfw_pairs(cast(Path, lfw_root))
+            )
+            scored = score_pairs(engine, listed, cache=cache, progress=progress)
+            genuine, impostor = scored.scores[scored.same], scored.scores[~scored.same]
+            extra = {"images": scored.images, "faces_not_found": scored.faces_not_found}
+    result = evaluate_verification(genuine, impostor, calibration=cal).to_dict()
+    if not curves:
+        result.pop("curve")
+        result.pop("histogram")
+    result = {**result, **extra, "model": engine.model_id}
+    if json_out:
+        return emit(result)
+    typer.echo(
+        f"{result['genuine_pairs']:,} genuine and {result['impostor_pairs']:,} impostor pairs: "
+        f"EER {result['eer']:.4f}, AUC {result['auc']:.4f}"
+    )
+    for p in result["tar_at_fmr"]:
+        few = "" if p["enough_impostors"] else "  (fewer than 10 impostor pairs above)"
+        typer.echo(f"  TAR {p['tar']:.4f} at FMR {p['target_fmr']:.0e}{few}")
+
+
+@eval_app.command("identify")
+@fail_cleanly
+def identify(
+    gallery: Annotated[Path, typer.Option(help="Folder of <person>/<images> to enrol from.")],
+    probes: Annotated[
+        Path, typer.Option(help="Folder of <person>/<images> to search with (may be --gallery).")
+    ],
+    enroll_per_person: Annotated[int, typer.Option(help="Images enrolled per person.")] = 1,
+    enroll_persons: Annotated[
+        int | None,
+        typer.Option(
+            help="When gallery and probes are one folder: persons enrolled (default half)."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed choosing the enrolled persons.")] = 0,
+    model: ModelOpt = "default",
+    aligned: AlignedOpt = False,
+    layout: LayoutOpt = "tree",
+    per_person: PerPersonOpt = None,
+    cache_dir: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Open-set 1:N: rank-1 and CMC, FNIR at FPIR 1e-2 and 1e-3 (NIST FRTE 1:N terms)."""
+    engine = Engine(model)
+    cal = engine.pack.calibration
+    options: dict[str, Any] = {"aligned": aligned, "layout": _layout(layout)}
+    with _cache(engine, cache_dir, no_cache) as cache, progress_bar("embedding") as progress:
+        if gallery.resolve() == probes.resolve():
+            data = embed_trees(
+                engine, [gallery], per_person=per_person, cache=cache, progress=progress, **options
+            )
+            result = evaluate_split(
+                data.embeddings,
+                data.labels,
+                enroll_persons=enroll_persons,
+                enroll_per_person=enroll_per_person,
+                seed=seed,
+                calibration=cal,
+            )
+        else:
+            enrolled = embed_trees(
+                engine, [gallery], per_person=enroll_per_person, cache=cache, **options
+            )
+            searched = embed_trees(
+                engine, [probes], per_person=per_person, cache=cache, progress=progress, **options
+            )
+            result = evaluate_gallery_probes(
+                enrolled.embeddings,
+                enrolled.labels,
+                searched.embeddings,
+                searched.labels,
+                calibration=cal,
+            )
+    result.pop("curve")
+    if json_out:
+        return emit({**result, "model": engine.model_id})
+    typer.echo(
+        f"{result['enrolled_persons']} persons enrolled ({result['enrolled_images']} images); "
+        f"{result['mated_searches']:,} mated and {result['nonmated_searches']:,} non-mated "
+        f"searches: rank-1 {result['rank1']:.4f}"
+    )
+    for p in result["fnir_at_fpir"]:
+        few = "" if p["enough_searches"] else "  (fewer than 10 non-mated searches above)"
+        typer.echo(f"  FNIR {p['fnir']:.4f} at FPIR {p['target']:.0e}{few}")
+
+
+@eval_app.command("cluster")
+@fail_cleanly
+def cluster(
+    tree: Annotated[Path, typer.Argument(help="Folder of <person>/<images>.")],
+    max_fmr: Annotated[float, typer.Option(help="Group at the threshold for this FMR.")] = 1e-3,
+    model: ModelOpt = "default",
+    aligned: AlignedOpt = False,
+    layout: LayoutOpt = "tree",
+    per_person: PerPersonOpt = None,
+    cache_dir: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Pairwise and BCubed precision, recall and F1 of the service's grouping of a tree."""
+    engine = Engine(model)
+    with _cache(engine, cache_dir, no_cache) as cache, progress_bar("embedding") as progress:
+        data = embed_trees(
+            engine,
+            [tree],
+            aligned=aligned,
+            layout=_layout(layout),
+            per_person=per_person,
+            cache=cache,
+            progress=progress,
+        )
+    cal = engine.pack.require_calibration()
+    scores = evaluate_grouping(data.embeddings, data.labels, cal, max_fmr=max_fmr)
+    _show({**scores.to_dict(), "max_fmr": max_fmr, "model": engine.model_id}, json_out)
+
+
+@eval_app.command("report")
+@fail_cleanly
+def report(
+    trees: Annotated[list[Path], typer.Argument(help="Folders of <person>/<images>.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Write the HTML report here.")] = None,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Write the figures as JSON here.")
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(help="Group labels: CSV (person|image, columns...) or JSON {person: value}."),
+    ] = None,
+    fmr: Annotated[
+        list[float] | None,
+        typer.Option(help="Stated FMR of a per-group operating point (repeatable)."),
+    ] = None,
+    enroll_persons: Annotated[
+        int | None, typer.Option(help="Persons enrolled for identification (default half).")
+    ] = None,
+    enroll_per_person: Annotated[int, typer.Option(help="Images enrolled per person.")] = 1,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap samples for the intervals.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the enrolment split and bootstrap.")] = 0,
+    model: ModelOpt = "default",
+    aligned: AlignedOpt = False,
+    layout: LayoutOpt = "tree",
+    per_person: PerPersonOpt = None,
+    cache_dir: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+    card: Annotated[
+        bool, typer.Option(help="Keep the figures as the pack's model card (models show).")
+    ] = True,
+) -> None:
+    """Every measure on one dataset, with per-group differentials, as HTML and/or JSON."""
+    from faceledger.eval.report import (
+        DEFAULT_STATED_FMRS,
+        ReportOptions,
+        build_report,
+        write_report,
+    )
+
+    if out is None and json_file is None:
+        raise InvalidArgument("give --out report.html and/or --json figures.json")
+    engine = Engine(model)
+    options = ReportOptions(
+        aligned=aligned,
+        layout=_layout(layout),
+        per_person=per_person,
+        stated_fmrs=tuple(fmr) if fmr else DEFAULT_STATED_FMRS,
+        enroll_persons=enroll_persons,
+        enroll_per_person=enroll_per_person,
+        bootstrap=bootstrap,
+        seed=seed,
+    )
+    table = read_labels(labels) if labels is not None else None
+    with _cache(engine, cache_dir, no_cache) as cache, progress_bar("embedding") as progress:
+        figures = build_report(
+            engine, trees, labels=table, options=options, cache=cache, progress=progress
+        )
+    write_report(figures, html_out=out, json_out=json_file)
+    if card:
+        write_model_card(figures, cache_dir)
+    for d in figures["fairness"]["differentials"]:
+        flagged = ", ".join(d["flagged_groups"]) or "none"
+        typer.echo(
+            f"{d['column']} at stated FMR {d['stated_fmr']:.0e}: worst/best FMR ratio "
+            f"{_num(d['fmr_ratio_worst_to_best'])}; groups over 3x the stated FMR: {flagged}"
+        )
+    for path in (out, json_file):
+        if path is not None:
+            typer.echo(f"wrote {path}")
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _show(result: dict[str, Any], json_out: bool) -> None:
     if json_out:
         emit(result)
     else:

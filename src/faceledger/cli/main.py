@@ -11,14 +11,15 @@ from faceledger.cli.common import emit, face_json, fail_cleanly, progress_bar
 from faceledger.cli.context import set_data_dir
 from faceledger.cli.db import register as register_db_commands
 from faceledger.cli.eval import eval_app
+from faceledger.cli.models import models_app
 from faceledger.cli.serve import serve
 from faceledger.engine import Engine
-from faceledger.models.packs import BUILTIN_PACKS, load_pack
 
 app = typer.Typer(
     help="faceledger: self-hosted, accountable face recognition.", no_args_is_help=True
 )
 app.add_typer(eval_app, name="eval")
+app.add_typer(models_app, name="models")
 register_db_commands(app)
 app.command()(serve)
 
@@ -84,28 +85,3 @@ def compare(
         )
 
 
-@app.command()
-@fail_cleanly
-def models(json_out: JsonOpt = False) -> None:
-    """List the model packs with licence, embedding size, file hashes and thresholds."""
-    packs = []
-    for name in BUILTIN_PACKS:
-        try:
-            packs.append({**load_pack(name).summary(), "available": True})
-        except Exception as exc:  # an optional pack whose extra is not installed
-            packs.append({"name": name, "available": False, "reason": str(exc)})
-    if json_out:
-        emit(packs)
-        return
-    for p in packs:
-        if not p["available"]:
-            typer.echo(f"{p['name']}: not available ({p['reason']})")
-            continue
-        typer.echo(f"{p['name']} ({p['model_id']}): {p['description']}")
-        typer.echo(f"  licence: {p['license']}")
-        typer.echo(
-            f"  embedding: {p['embedding_dim']}-d; "
-            f"threshold at FMR 1e-4: {p['threshold_at_fmr_1e-4']}"
-        )
-        for f in p["files"]:
-            typer.echo(f"  {f['role']}: {f['file']} sha256 {f['sha256']}")

@@ -1,0 +1,167 @@
+"""``faceledger models``: list the model packs, or show one's model card.
+
+A model card is the pack's licence and thresholds with the figures of its latest
+``faceledger eval report``, kept in ``<cache>/model-cards/<pack>.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from faceledger.cli.common import emit, fail_cleanly
+from faceledger.config import Settings
+from faceledger.errors import NotFound
+from faceledger.models.packs import BUILTIN_PACKS, load_pack
+
+models_app = typer.Typer(help="Model packs: list them, or show one's model card.")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
+def cache_root(cache_dir: Path | None) -> Path:
+    """``cache_dir``, else the settings' cache folder (``FACELEDGER_CACHE_DIR``, ``.cache``)."""
+    return cache_dir if cache_dir is not None else Settings().cache_dir
+
+
+def _card_path(cache_dir: Path | None, pack: str) -> Path:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", pack)
+    return cache_root(cache_dir) / "model-cards" / f"{name}.json"
+
+
+def write_model_card(figures: dict[str, Any], cache_dir: Path | None) -> Path:
+    """Keep a report's figures as the latest of its pack; returns the file written."""
+    from faceledger.eval.report import report_json
+
+    path = _card_path(cache_dir, str(figures["model"]["pack"]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(report_json(figures), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def read_model_card(cache_dir: Path | None, pack: str) -> dict[str, Any]:
+    """The latest stored figures of a pack.
+
+    Raises:
+        NotFound: no report has been made for this pack.
+    """
+    path = _card_path(cache_dir, pack)
+    if not path.is_file():
+        raise NotFound(
+            f"no evaluation stored for model pack {pack!r} in {path.parent}; "
+            "run `faceledger eval report DIR --out report.html` first"
+        )
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+@models_app.callback(invoke_without_command=True)
+@fail_cleanly
+def models(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """List the model packs with licence, embedding size, file hashes and thresholds."""
+    if ctx.invoked_subcommand is not None:
+        return
+    packs = []
+    for name in BUILTIN_PACKS:
+        try:
+            packs.append({**load_pack(name).summary(), "available": True})
+        except Exception as exc:  # an optional pack whose extra is not installed
+            packs.append({"name": name, "available": False, "reason": str(exc)})
+    if json_out:
+        emit(packs)
+        return
+    for p in packs:
+        if not p["available"]:
+            typer.echo(f"{p['name']}: not available ({p['reason']})")
+            continue
+        typer.echo(f"{p['name']} ({p['model_id']}): {p['description']}")
+        typer.echo(f"  licence: {p['license']}")
+        typer.echo(
+            f"  embedding: {p['embedding_dim']}-d; "
+            f"threshold at FMR 1e-4: {p['threshold_at_fmr_1e-4']}"
+        )
+        for f in p["files"]:
+            typer.echo(f"  {f['role']}: {f['file']} sha256 {f['sha256']}")
+
+
+def _rate(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2e}" if 0 < x < 1e-3 else f"{x:.4f}"
+
+
+def _card_lines(card: dict[str, Any]) -> list[str]:
+    m, data, v = card["model"], card["data"], card["verification"]
+    lines = [
+        f"Model card: {m['pack']} ({m['model_id']})",
+        f"  {m['description']}",
+        f"  licence: {m['license']}",
+        f"  thresholds calibrated on: {m['calibration_source']}: "
+        + ", ".join(
+            f"{p['threshold']:.4f} for FMR {p['target_fmr']:.0e}"
+            for p in v["at_stated_fmr"]
+            if p["target_fmr"] in (1e-3, 1e-4)
+        ),
+        f"Latest evaluation: {card['created']} on {', '.join(data['datasets'])}",
+        f"  data: {data['embedded_images']:,} images with a face of {data['identities']} "
+        f"identities ({data['images_without_face']:,} without a face)",
+        f"  verification: EER {_rate(v['eer'])}, AUC {_rate(v['auc'])}; "
+        + ", ".join(f"TAR {_rate(p['tar'])} at FMR {p['target_fmr']:.0e}" for p in v["tar_at_fmr"]),
+    ]
+    ident = card.get("identification") or {}
+    if "rank1" in ident:
+        lines.append(
+            f"  identification ({ident['enrolled_persons']} enrolled): rank-1 "
+            f"{_rate(ident['rank1'])}; "
+            + ", ".join(
+                f"FNIR {_rate(p['fnir'])} at FPIR {p['target']:.0e}" for p in ident["fnir_at_fpir"]
+            )
+        )
+    c = card["clustering"]
+    lines.append(
+        f"  clustering at FMR {c['max_fmr']:.0e}: BCubed F1 {_rate(c['bcubed_f1'])}, "
+        f"pairwise F1 {_rate(c['pairwise_f1'])}"
+    )
+    for d in card["fairness"]["differentials"]:
+        groups = "; ".join(
+            f"{g['group']} FMR {_rate(g['fmr'])} FNMR {_rate(g['fnmr'])}"
+            + (" FLAGGED" if g["flagged"] else "")
+            for g in d["groups"]
+        )
+        lines.append(
+            f"  {d['column']} at stated FMR {d['stated_fmr']:.0e}: {groups} "
+            f"(worst/best FMR {_rate(d['fmr_ratio_worst_to_best'])})"
+        )
+    check = card["calibration_check"]
+    same = " (the data it was built from)" if check["same_data_as_calibration"] else ""
+    lines.append(
+        f"  calibration check{same}: "
+        + ", ".join(
+            f"stated {r['stated_fmr']:.0e} measured {_rate(r['measured_fmr'])}"
+            for r in check["rates"]
+            if r["stated_fmr"] <= 1e-2 and r["measurable"]
+        )
+    )
+    return lines
+
+
+@models_app.command("show")
+@fail_cleanly
+def show(
+    pack: Annotated[str, typer.Argument(help="Model pack name.")] = "default",
+    cache_dir: Annotated[
+        Path | None, typer.Option("--cache-dir", help="Cache folder (default .cache).")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """The pack's model card: licence, thresholds and its latest measured figures."""
+    card = read_model_card(cache_dir, pack)
+    if json_out:
+        emit(card)
+        return
+    for line in _card_lines(card):
+        typer.echo(line)

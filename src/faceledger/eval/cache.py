@@ -1,0 +1,188 @@
+"""Embedding cache for evaluations: one SQLite file per model, keyed by image content.
+
+A row is keyed by the SHA-256 of the image bytes and a *mode* that names how the image
+was turned into an embedding: ``aligned`` (the file is an aligned crop), ``detected``
+(the largest detected face, with the detector settings in the key) or ``center`` (the
+LFW fallback crop of the image centre). Images in which no face was found are stored
+too (without an embedding), so a re-run never searches them again. Decoding and size
+errors are not cached: they depend on the engine's limits, not only on the content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sqlite3
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from faceledger.engine import Engine
+from faceledger.errors import FaceledgerError, InvalidArgument, StoreError
+from faceledger.types import FloatArray
+
+Mode = Literal["detected", "aligned", "center"]
+Progress = Callable[[int, int], None]
+WRITE_BATCH = 256
+
+
+@dataclass(frozen=True, slots=True)
+class ImageEmbedding:
+    """What embedding one image gave: its vector ``(dim,)`` float32 L2-normalised, or why not.
+
+    ``faces`` is the number of faces detected (1 for aligned and centre crops); ``error``
+    is the error code of an image that could not be read, ``None`` otherwise.
+    """
+
+    embedding: FloatArray | None
+    faces: int
+    error: str | None = None
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 hex digest of a file's bytes.
+
+    Raises:
+        InvalidArgument: the file cannot be read.
+    """
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read {path}: {exc.strerror}") from exc
+    return digest.hexdigest()
+
+
+def mode_key(engine: Engine, mode: Mode) -> str:
+    """The cache key of a mode: detected embeddings also depend on the detector settings."""
+    if mode == "detected":
+        return f"detected/min{engine.min_face_size:g}/cap{engine.detector_input_cap}"
+    return mode
+
+
+class EmbeddingCache:
+    """Embeddings of one model (``model_id``) in ``root/<model_id>.sqlite``.
+
+    Only the thread that opened it may use it; the engine's worker threads compute and
+    this thread stores.
+    """
+
+    def __init__(self, root: Path, model_id: str) -> None:
+        self.model_id = model_id
+        safe = re.sub(r"[^A-Za-z0-9_.@-]+", "_", model_id)
+        self.path = root / f"{safe}.sqlite"
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=30.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS embeddings (sha256 TEXT NOT NULL, mode TEXT NOT NULL,"
+                " faces INTEGER NOT NULL, embedding BLOB, PRIMARY KEY (sha256, mode))"
+            )
+            self._db.commit()
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"embedding cache {self.path} is unusable: {exc}") from exc
+
+    def __len__(self) -> int:
+        (n,) = self._db.execute("SELECT COUNT(*) FROM embeddings").fetchone()
+        return int(n)
+
+    def get(self, digests: Sequence[str], mode: str, dim: int) -> dict[str, ImageEmbedding]:
+        """Cached results for the digests found (rows of another dimension are ignored)."""
+        found: dict[str, ImageEmbedding] = {}
+        unique = sorted(set(digests))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT sha256, faces, embedding FROM embeddings "
+                f"WHERE mode = ? AND sha256 IN ({marks})",
+                [mode, *chunk],
+            )
+            for sha, faces, blob in rows:
+                if blob is None:
+                    found[sha] = ImageEmbedding(None, int(faces))
+                elif len(blob) == dim * 4:
+                    found[sha] = ImageEmbedding(np.frombuffer(blob, dtype=np.float32), int(faces))
+        return found
+
+    def put(self, mode: str, results: dict[str, ImageEmbedding]) -> None:
+        """Store results (those with a read error are skipped)."""
+        rows = [
+            (sha, mode, r.faces, None if r.embedding is None else r.embedding.tobytes())
+            for sha, r in results.items()
+            if r.error is None
+        ]
+        try:
+            self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)", rows)
+            self._db.commit()
+        except sqlite3.Error as exc:
+            raise StoreError(f"embedding cache {self.path} is unusable: {exc}") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _compute(engine: Engine, path: Path, mode: Mode) -> ImageEmbedding:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return ImageEmbedding(None, 0, "unreadable")
+    try:
+        if mode == "aligned":
+            return ImageEmbedding(engine.embed_aligned([data])[0], 1)
+        if mode == "center":
+            face = engine.embed_center(data)
+            return ImageEmbedding(face.embedding, 1)
+        faces = engine.embed(data)
+        return ImageEmbedding(faces[0].embedding if faces else None, len(faces))
+    except FaceledgerError as exc:
+        return ImageEmbedding(None, 0, exc.code)
+
+
+def embed_images(
+    engine: Engine,
+    paths: Sequence[Path],
+    *,
+    mode: Mode,
+    cache: EmbeddingCache | None = None,
+    progress: Progress | None = None,
+) -> list[ImageEmbedding]:
+    """Embed each image once per content and mode, reading cached results where present.
+
+    Identical files are embedded once. ``progress(done, total)`` counts images.
+    """
+    if cache is not None and cache.model_id != engine.model_id:
+        raise StoreError(f"cache holds {cache.model_id}, engine is {engine.model_id}")
+    total = len(paths)
+    digests = list(engine.map(file_sha256, paths))
+    key = mode_key(engine, mode)
+    known = cache.get(digests, key, engine.pack.embedding_dim) if cache is not None else {}
+    todo: dict[str, Path] = {}
+    for sha, path in zip(digests, paths, strict=True):
+        if sha not in known:
+            todo.setdefault(sha, path)
+    done = total - sum(1 for sha in digests if sha in todo)
+    if progress:
+        progress(done, total)
+    waiting = Counter(digests)
+    fresh: dict[str, ImageEmbedding] = {}
+    items = list(todo.items())
+    results = engine.map(lambda item: _compute(engine, item[1], mode), items)
+    for (sha, _), result in zip(items, results, strict=True):
+        known[sha] = fresh[sha] = result
+        done += waiting[sha]
+        if cache is not None and len(fresh) >= WRITE_BATCH:
+            cache.put(key, fresh)
+            fresh = {}
+        if progress:
+            progress(done, total)
+    if cache is not None and fresh:
+        cache.put(key, fresh)
+    return [known[sha] for sha in digests]
