@@ -37,10 +37,10 @@ class AutoIndex:
         *,
         threshold: int = DEFAULT_THRESHOLD,
         dtype: StorageDtype = "float32",
-        storage: Storage = "f16",
-        m: int = 32,
-        ef_construction: int = 64,
-        ef_search: int = 128,
+        storage: Storage = "sq8",
+        m: int = 48,
+        ef_construction: int = 96,
+        ef_search: int = 256,
         compact_fraction: float = 0.5,
     ) -> None:
         self._dim = check_dim(dim)

@@ -1,7 +1,9 @@
 """The vector index interface: add, remove, search, save, load, length, membership.
 
-Vectors are ``(n, d)`` float32, L2-normalised; similarity is the inner product (cosine).
-Ids are int64 face ids chosen by the store, unique within one index.
+Vectors are ``(n, d)`` C-contiguous float32, L2-normalised; similarity is the inner product
+(cosine). Ids are non-negative int64 face ids chosen by the store, unique within one index
+(``-1`` marks an empty result slot). Implementations reject anything else with
+``InvalidArgument``; see ``faceledger.index.make_index`` / ``load_index``.
 """
 
 from __future__ import annotations

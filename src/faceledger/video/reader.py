@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import math
 import os
+import queue
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -93,8 +95,11 @@ def frame_signature(image: UInt8Image) -> FloatArray:
 
 
 def signature_change(a: FloatArray, b: FloatArray) -> float:
-    """Mean absolute difference (0..255) of two frame signatures."""
-    return float(np.mean(np.abs(a - b)))
+    """Largest grey-level change (0..255) of any cell between two frame signatures.
+
+    The largest, not the mean, so that a small caption appearing in a still shot counts.
+    """
+    return float(np.max(np.abs(a - b)))
 
 
 def rotate_image(image: UInt8Image, rotation: float) -> UInt8Image:
@@ -143,6 +148,7 @@ class VideoReader:
         """Timestamp of the last decoded frame (seconds)."""
         self.rotation = 0
         self.decoded = 0
+        self.sampled = 0
         try:
             self._container: Any = av.open(os.fspath(path), mode="r")
         except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as exc:
@@ -188,16 +194,18 @@ class VideoReader:
         """Decode the video once, yielding the sampled frames in time order."""
         deadline = None if self.time_budget is None else time.monotonic() + self.time_budget
         failed = 0
-        count = 0
         packets = self._container.demux(self._stream)
         while True:
+            if deadline is not None and time.monotonic() > deadline:
+                self._stop(f"decoding took longer than {self.time_budget:g} s")
+                break
             try:
                 packet = next(packets)
             except StopIteration:
                 break
             except av.FFmpegError as exc:
                 self._stop(f"reading stopped at a damaged part of the file: {_reason(exc)}")
-                yield from self._flush(count)
+                yield from self._sampled(self._flush())
                 break
             try:
                 frames = packet.decode()
@@ -209,30 +217,24 @@ class VideoReader:
                     self._stop(f"{failed} packets could not be decoded: the file is damaged")
                     break
                 continue
-            for frame in frames:
-                sampled = self._sample(frame, count)
-                if sampled is not None:
-                    count += 1
-                    yield sampled
-            if deadline is not None and time.monotonic() > deadline:
-                self._stop(f"decoding took longer than {self.time_budget:g} s")
-                break
+            yield from self._sampled(frames)
         if self.error is None:
             self._check_complete(failed)
 
-    def _flush(self, count: int) -> Iterator[SampledFrame]:
+    def _flush(self) -> list[Any]:
         """Frames still buffered in the decoder after reading stopped."""
         try:
-            frames = self._stream.codec_context.decode(None)
+            return list(self._stream.codec_context.decode(None))
         except av.FFmpegError:
-            return
+            return []
+
+    def _sampled(self, frames: list[Any]) -> Iterator[SampledFrame]:
         for frame in frames:
-            sampled = self._sample(frame, count)
+            sampled = self._sample(frame)
             if sampled is not None:
-                count += 1
                 yield sampled
 
-    def _sample(self, frame: Any, count: int) -> SampledFrame | None:
+    def _sample(self, frame: Any) -> SampledFrame | None:
         t = self._time(frame)
         self.decoded += 1
         if frame.is_corrupt and not any("corrupt" in e for e in self.errors):
@@ -255,7 +257,8 @@ class VideoReader:
             self.errors.append(f"frame at {t:.2f} s could not be converted: {_reason(exc)}")
             return None
         image = rotate_image(rgb, rotation)
-        return SampledFrame(count, t, image, scale, frame_signature(image))
+        self.sampled += 1
+        return SampledFrame(self.sampled - 1, t, image, scale, frame_signature(image))
 
     def _time(self, frame: Any) -> float:
         raw = frame.time
@@ -296,3 +299,68 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, av.FFmpegError):
         return str(exc.strerror or exc).strip()
     return str(exc).strip() or type(exc).__name__
+
+
+def time_intervals(
+    times: list[float], *, period: float, max_gap: float, end: float | None = None
+) -> list[tuple[float, float]]:
+    """Runs of sample times as ``[start, end]`` intervals in seconds.
+
+    Consecutive times at most ``max_gap`` apart form one run; a run lasts from its first
+    sample until one ``period`` after its last (the next sample would have seen the
+    change), clipped to ``end``.
+    """
+    runs: list[tuple[float, float]] = []
+    for t in sorted(times):
+        if runs and t - runs[-1][1] <= max_gap:
+            runs[-1] = (runs[-1][0], t)
+        else:
+            runs.append((t, t))
+    out = []
+    for start, last in runs:
+        stop = round(last + period, 3)
+        if end is not None:
+            stop = min(stop, max(round(end, 3), round(last, 3)))
+        out.append((round(start, 3), stop))
+    return out
+
+
+def decode_ahead(reader: VideoReader, *, depth: int = 8) -> Generator[SampledFrame, None, None]:
+    """The reader's frames, decoded ahead on a background thread through a bounded queue.
+
+    Decoding (FFmpeg releases the GIL) overlaps with whatever the consumer does; errors
+    of the decoding thread are raised in the consumer. Closing the generator early stops
+    the thread.
+    """
+    frames: queue.Queue[SampledFrame | BaseException | None] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: SampledFrame | BaseException | None) -> None:
+        while not stop.is_set():
+            try:
+                frames.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def decode() -> None:
+        try:
+            for frame in reader:
+                put(frame)
+                if stop.is_set():
+                    return
+        except BaseException as exc:  # handed over to the consuming thread
+            put(exc)
+        finally:
+            put(None)
+
+    thread = threading.Thread(target=decode, name="faceledger-video-decode", daemon=True)
+    thread.start()
+    try:
+        while (item := frames.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()

@@ -56,10 +56,14 @@ Status = Literal["queued", "running", "done", "failed"]
 
 
 class JobAccepted(BaseModel):
+    """A queued job's id, to poll at ``GET /v1/videos/{job}``."""
+
     job: str
 
 
 class JobPublic(BaseModel):
+    """A video job as its submitter sees it."""
+
     job: str
     status: Status
     progress: float
@@ -74,6 +78,8 @@ class JobPublic(BaseModel):
 
 @dataclass
 class Job:
+    """One video to index, and what became of it."""
+
     id: str
     key_id: str
     collection: str
@@ -106,6 +112,7 @@ class VideoJobs:
         self._thread.start()
 
     def submit(self, job: Job) -> None:
+        """Queue a job (and forget the oldest finished jobs beyond the last 100)."""
         with self._lock:
             self._jobs[job.id] = job
             finished = [j for j in self._jobs.values() if j.finished_at is not None]
