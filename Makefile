@@ -35,8 +35,12 @@ unit: install
 test: lint typecheck unit
 
 bench: install
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	$(BIN)/python -m pip install -q --no-deps insightface==2.1 face-recognition==1.3.0
 	$(BIN)/python benchmarks/engine.py
 	$(BIN)/python benchmarks/search.py --sizes 10000 100000
+	$(BIN)/python benchmarks/video.py
+	$(BIN)/python benchmarks/load.py --seconds 30
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .pytest_cache .ruff_cache

@@ -71,3 +71,21 @@ def test_grade_thresholds() -> None:
     assert grade_of(**{**good, "face_size": 20.0}) == "low"
     assert grade_of(**{**good, "yaw": 70.0}) == "low"
     assert grade_of(**{**good, "face_size": 60.0}) == "medium"
+
+
+def test_prelu_rewrite_is_exact_and_keeps_the_pinned_hash() -> None:
+    import onnxruntime as ort
+
+    from faceledger.models.graph import prelu_as_max
+    from faceledger.models.packs import load_pack
+    from faceledger.models.session import open_session
+
+    path = next(f.path for f in load_pack("default").files if f.role == "recognizer")
+    assert prelu_as_max(path) is not None  # w600k_mbf has PRelu layers to rewrite
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    plain = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    fast = open_session(path, expected_sha256=load_pack("default").files[1].sha256)
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 3, 112, 112)).astype(np.float32)
+    name = plain.get_inputs()[0].name
+    np.testing.assert_array_equal(plain.run(None, {name: x})[0], fast.run(None, {name: x})[0])

@@ -8,6 +8,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from faceledger.errors import ModelError
+from faceledger.models.graph import prelu_as_max
 
 
 def sha256_file(path: Path) -> str:
@@ -45,9 +46,10 @@ def open_session(
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    source: str | bytes = prelu_as_max(path) or str(path)
     try:
         return ort.InferenceSession(
-            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            source, sess_options=options, providers=["CPUExecutionProvider"]
         )
     except Exception as exc:  # onnxruntime raises its own untyped errors
         raise ModelError(f"ONNX Runtime could not load {path.name}: {exc}") from exc
