@@ -83,5 +83,3 @@ def compare(
             f"similarity {result.similarity:.4f} {verdict} the threshold {result.threshold:.4f} "
             f"for a false match rate of {max_fmr:g} (estimated FMR at this score {result.fmr:.2g})"
         )
-
-
