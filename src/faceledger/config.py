@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     # -- service ---------------------------------------------------------------------
     max_upload_bytes: int = 21 * 1024 * 1024
     """Request bodies above this are refused with 413 before being read."""
+    max_video_bytes: int = 512 * 1024 * 1024
+    """Video uploads (``POST /v1/videos``) have their own, larger cap."""
     request_timeout: float = 120.0
     rate_limit: float = 50.0
     """Requests per second per API key (0: unlimited)."""

@@ -151,7 +151,8 @@ class FaceService:
                 )
             return self._engines[name]
 
-    def _collection_engine(self, collection: str) -> tuple[CollectionRecord, Engine]:
+    def collection_engine(self, collection: str) -> tuple[CollectionRecord, Engine]:
+        """A collection and the engine of its model pack (refusing a pack whose weights changed)."""
         col = self.store.get_collection(collection)
         engine = self.engine(col.model_pack)
         if engine.model_id != col.model_id:
@@ -390,7 +391,7 @@ class FaceService:
         already aligned face crops (no detection). With ``strict`` the first refusal is
         raised instead (and nothing is stored).
         """
-        col, engine = self._collection_engine(collection)
+        col, engine = self.collection_engine(collection)
         names = (
             list(sources)
             if sources is not None
@@ -527,7 +528,7 @@ class FaceService:
         """
         self._check_purpose(purpose)
         _check_search_args(top, max_fmr)
-        col, engine = self._collection_engine(collection)
+        col, engine = self.collection_engine(collection)
         faces = [engine.embed_aligned_face(image)] if aligned else engine.embed(image)
         faces = faces[: self.settings.max_faces_per_image]
         cal = engine.pack.require_calibration()
@@ -573,7 +574,7 @@ class FaceService:
         """
         self._check_purpose(purpose)
         _check_search_args(top, max_fmr)
-        col, engine = self._collection_engine(collection)
+        col, engine = self.collection_engine(collection)
         queries = np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1, col.embedding_dim)
         cal = engine.pack.require_calibration()
         ranked = operations.identify(self.store, col, queries, cal, top=top, max_fmr=max_fmr)
@@ -612,7 +613,7 @@ class FaceService:
             raise InvalidArgument("mode must be matchPerson or matchFace")
         self._check_purpose(purpose)
         _check_search_args(top, max_fmr)
-        col, engine = self._collection_engine(collection)
+        col, engine = self.collection_engine(collection)
         face = engine.embed_largest(image)
         assert face.embedding is not None
         found = operations.similar(
@@ -652,7 +653,7 @@ class FaceService:
         """Is the image's largest face this enrolled person? Compared with all their faces."""
         self._check_purpose(purpose)
         _check_search_args(1, max_fmr)
-        _, engine = self._collection_engine(collection)
+        _, engine = self.collection_engine(collection)
         face = engine.embed_largest(image)
         assert face.embedding is not None
         _, gallery = self.store.face_embeddings(collection, person)
@@ -722,7 +723,7 @@ class FaceService:
         )
         refs: list[GroupedFace] = []
         if collection is not None:
-            _, engine = self._collection_engine(collection)
+            _, engine = self.collection_engine(collection)
             ids, vectors, owners = self.store.collection_embeddings(collection)
             refs = [
                 GroupedFace(image="", face_index=0, box=[], person=p, face_id=int(i))

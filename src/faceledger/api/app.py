@@ -13,7 +13,7 @@ from faceledger import __version__
 from faceledger.api import problems
 from faceledger.api.limits import BodyLimit, Metrics, Timeout
 from faceledger.api.ratelimit import RateLimiter
-from faceledger.api.routes import audit, collections, health, keys, persons, search
+from faceledger.api.routes import audit, collections, health, keys, persons, search, videos
 from faceledger.config import Settings
 from faceledger.ledger.audit import Actor
 from faceledger.ledger.keys import Role
@@ -75,9 +75,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         search.router,
         audit.router,
         keys.router,
+        videos.router,
     ):
         app.include_router(router)
     app.add_middleware(Timeout, seconds=settings.request_timeout)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_upload_bytes,
+        overrides={"/v1/videos": settings.max_video_bytes},
+    )
     app.add_middleware(Metrics)
     return app

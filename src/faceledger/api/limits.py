@@ -43,21 +43,31 @@ class _TooLarge(Exception):
 
 
 class BodyLimit:
-    """Refuse bodies over ``max_bytes``: by Content-Length at once, else while streaming."""
+    """Refuse bodies over ``max_bytes``: by Content-Length at once, else while streaming.
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    ``overrides`` maps path prefixes to their own caps (video uploads are larger).
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, overrides: dict[str, int] | None = None
+    ) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_max = max_bytes
+        self.overrides = overrides or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = str(scope.get("path", ""))
+        max_bytes = next(
+            (v for p, v in self.overrides.items() if path.startswith(p)), self.default_max
+        )
         headers = dict(scope.get("headers", []))
         length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+        if length is not None and length.isdigit() and int(length) > max_bytes:
             await _send_problem(
-                send, 413, "image_too_large", f"request body over {self.max_bytes} bytes"
+                send, 413, "image_too_large", f"request body over {max_bytes} bytes"
             )
             return
         seen = 0
@@ -68,7 +78,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > max_bytes:
                     raise _TooLarge
             return message
 
@@ -83,7 +93,7 @@ class BodyLimit:
         except _TooLarge:
             if not started:
                 await _send_problem(
-                    send, 413, "image_too_large", f"request body over {self.max_bytes} bytes"
+                    send, 413, "image_too_large", f"request body over {max_bytes} bytes"
                 )
 
 

@@ -13,6 +13,7 @@ from faceledger.cli.db import register as register_db_commands
 from faceledger.cli.eval import eval_app
 from faceledger.cli.models import models_app
 from faceledger.cli.serve import serve
+from faceledger.cli.video import video_app
 from faceledger.engine import Engine
 
 app = typer.Typer(
@@ -20,6 +21,7 @@ app = typer.Typer(
 )
 app.add_typer(eval_app, name="eval")
 app.add_typer(models_app, name="models")
+app.add_typer(video_app, name="video")
 register_db_commands(app)
 app.command()(serve)
 

@@ -136,17 +136,19 @@ class VideoJobs:
     def _work(self) -> None:
         while (job := self._queue.get()) is not None:
             job.status = "running"
+            outcome: Status = "failed"
             try:
                 self._run(job)
+                outcome = "done"
             except FaceledgerError as exc:
-                job.error, job.status = exc.to_dict(), "failed"
+                job.error = exc.to_dict()
             except Exception:  # a job's failure must never reach the server
                 log.exception("video job %s failed", job.id)
                 job.error = {"code": "internal_error", "message": "indexing failed unexpectedly"}
-                job.status = "failed"
             finally:
                 job.path.unlink(missing_ok=True)
-                job.finished_at = datetime.now(UTC)
+            job.finished_at = datetime.now(UTC)
+            job.status = outcome
 
     def _run(self, job: Job) -> None:
         def progress(done: int, total: int) -> None:
@@ -169,7 +171,7 @@ class VideoJobs:
         )
         job.result = jsonable_encoder(index)
         job.error = index.error
-        job.progress, job.status = 100.0, "done"
+        job.progress = 100.0
 
 
 @asynccontextmanager

@@ -1,0 +1,307 @@
+"""Search benchmark for faceledger's vector indexes; prints one JSON document on stdout.
+
+Two galleries of 512-d unit vectors:
+
+* ``synthetic``: identities with 4 faces each. Identity directions share a rank-16 common
+  component (so different-person cosines spread like a real face model's, std ~0.07, not the
+  1/sqrt(512) ~0.044 of random directions); a face is ``normalize(identity + noise)`` with a
+  per-face noise level (log-normal around sigma=1), giving same-person cosines ~0.5 ± 0.1.
+  Probes are new faces of enrolled identities. The decision threshold T is the cosine at a
+  false-match rate of 1e-4, computed from impostor pairs of a sample of the gallery.
+* ``gaussian``: i.i.d. Gaussian vectors, probes likewise (the worst case for HNSW).
+
+Per size and index kind: bulk add rate, memory (the index's own estimate and the RSS
+delta), bytes per face on disk, save and reopen time, single-query identify latency
+(k=10) p50/p99, and recall against exact search: ``recall_at_10`` (all of the exact
+top-10), ``mate_recall`` (the exact top-10 that score >= T, what identification can
+report) and, for the synthetic gallery, ``true_mate_recall`` (those that are the probe's
+own identity). ``--crossover`` measures exact vs HNSW latency at small sizes instead.
+
+    python benchmarks/search.py --sizes 10000 100000
+    python benchmarks/search.py --sizes 1000000 --kinds exact hnsw --datasets synthetic
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from faceledger.index import load_index, make_index
+from faceledger.index.base import VectorIndex
+
+F32 = npt.NDArray[np.float32]
+DIM = 512
+K = 10
+CHUNK = 65536
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def normalize(x: F32) -> F32:
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class Synthetic:
+    """Identity directions with a shared low-rank part; faces are noisy copies."""
+
+    def __init__(self, n_ids: int, seed: int, rank: int = 16, common: float = 0.45) -> None:
+        rng = np.random.default_rng(seed)
+        basis = np.linalg.qr(rng.standard_normal((DIM, rank)))[0].T.astype(np.float32)
+        self.ids = np.empty((n_ids, DIM), dtype=np.float32)
+        for a in range(0, n_ids, CHUNK):
+            b = min(n_ids, a + CHUNK)
+            z = rng.standard_normal((b - a, rank), dtype=np.float32) @ basis
+            z *= np.float32(np.sqrt(common / rank))
+            g = rng.standard_normal((b - a, DIM), dtype=np.float32)
+            g *= np.float32(np.sqrt((1 - common) / DIM))
+            self.ids[a:b] = normalize(z + g)
+
+    def faces(self, who: npt.NDArray[np.int64], seed: int, sigma: float = 1.0) -> F32:
+        rng = np.random.default_rng(seed)
+        out = np.empty((who.shape[0], DIM), dtype=np.float32)
+        for a in range(0, who.shape[0], CHUNK):
+            b = min(who.shape[0], a + CHUNK)
+            s = sigma * np.exp(0.3 * rng.standard_normal(b - a)).astype(np.float32)
+            x = rng.standard_normal((b - a, DIM), dtype=np.float32)
+            x *= (s / np.sqrt(DIM))[:, None]
+            x += self.ids[who[a:b]]
+            out[a:b] = normalize(x)
+        return out
+
+
+def gaussian(n: int, seed: int) -> F32:
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, DIM), dtype=np.float32)
+    for a in range(0, n, CHUNK):
+        b = min(n, a + CHUNK)
+        out[a:b] = normalize(rng.standard_normal((b - a, DIM), dtype=np.float32))
+    return out
+
+
+def score_stats(faces: F32, who: npt.NDArray[np.int64], fmr: float) -> dict[str, float]:
+    s = faces @ faces.T
+    same = who[:, None] == who[None, :]
+    upper = np.triu(np.ones_like(same), 1)
+    genuine, impostor = s[same & upper], s[~same & upper]
+    return {
+        "genuine_mean": float(genuine.mean()),
+        "genuine_std": float(genuine.std()),
+        "impostor_mean": float(impostor.mean()),
+        "impostor_std": float(impostor.std()),
+        "impostor_pairs": int(impostor.size),
+        "threshold_at_fmr": float(np.quantile(impostor, 1 - fmr)),
+        "fmr": fmr,
+    }
+
+
+def make_data(name: str, n: int, probes: int, seed: int) -> dict[str, Any]:
+    rng = np.random.default_rng(seed + 1)
+    if name == "gaussian":
+        return {"x": gaussian(n, seed), "q": gaussian(probes, seed + 2), "owner": None}
+    n_ids = max(1, n // 4)
+    gen = Synthetic(n_ids, seed)
+    who = np.repeat(np.arange(n_ids, dtype=np.int64), 4)[:n]
+    sample = np.repeat(np.arange(min(n_ids, 2000), dtype=np.int64), 4)
+    stats = score_stats(gen.faces(sample, seed + 3), sample, 1e-4)
+    pw = rng.choice(int(who.max()) + 1, size=probes, replace=probes > who.max() + 1)
+    data = {"x": gen.faces(who, seed + 4), "q": gen.faces(pw, seed + 5), "stats": stats}
+    data.update(owner=who, probe_owner=pw.astype(np.int64))
+    return data
+
+
+def recall(truth: list[set[int]], got: npt.NDArray[np.int64]) -> float | None:
+    total = sum(len(t) for t in truth)
+    if not total:
+        return None
+    return sum(len(t & set(g)) for t, g in zip(truth, got.tolist(), strict=True)) / total
+
+
+def run_kind(kind: str, opts: dict[str, Any], data: dict[str, Any], args: Any) -> dict[str, Any]:
+    x: F32 = data["x"]
+    q: F32 = data["q"]
+    n = x.shape[0]
+    ids = np.arange(n, dtype=np.int64)
+    gc.collect()
+    rss0 = rss_bytes()
+    index: VectorIndex = make_index(kind, DIM, **opts)
+    t, cpu = time.perf_counter(), time.process_time()
+    for a in range(0, n, args.batch):
+        index.add(ids[a : a + args.batch], x[a : a + args.batch])
+    build, cpu = time.perf_counter() - t, time.process_time() - cpu
+    gc.collect()
+    out: dict[str, Any] = {"kind": kind, "opts": opts, "add_faces_per_s": round(n / build)}
+    out["build_s"] = round(build, 1)
+    out["add_cpu_ms_per_face"] = round(cpu / n * 1e3, 4)
+    out["mem_bytes_per_face"] = round(getattr(index, "nbytes", 0) / n)
+    out["rss_delta_bytes_per_face"] = round((rss_bytes() - rss0) / n)
+    default_ef = getattr(index, "ef_search", None)
+    efs = sorted({default_ef, *args.ef}) if kind == "hnsw" and args.ef else [default_ef]
+    for ef in efs:
+        if ef is not None:
+            index.ef_search = ef  # type: ignore[attr-defined]
+        point = measure(index, data, args)
+        if ef == default_ef:
+            out.update(point)
+        if len(efs) > 1:
+            out.setdefault("by_ef_search", []).append({"ef_search": ef, **point})
+    if default_ef is not None:
+        index.ef_search = default_ef  # type: ignore[attr-defined]
+    got = index.search(q, K).ids
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        path = Path(tmp) / "bench.idx"
+        t = time.perf_counter()
+        index.save(path)
+        out["save_s"] = round(time.perf_counter() - t, 2)
+        out["disk_bytes_per_face"] = round(path.stat().st_size / n)
+        del index
+        gc.collect()
+        for mmap in (False, True) if kind == "exact" else (False,):
+            t = time.perf_counter()
+            reopened = load_index(path, mmap=mmap)
+            reopen = time.perf_counter() - t
+            same = np.array_equal(reopened.search(q[:20], K).ids, got[:20])
+            out["reopen_mmap_s" if mmap else "reopen_s"] = round(reopen, 2)
+            out["reopen_same_results"] = bool(same) and out.get("reopen_same_results", True)
+            del reopened
+    return out
+
+
+def measure(index: VectorIndex, data: dict[str, Any], args: Any) -> dict[str, Any]:
+    """Single-query latency (one query per call, k=10) and recall of a batch search."""
+    q: F32 = data["q"]
+    index.search(q[:5], K)  # warm up
+    lat = []
+    deadline = time.perf_counter() + args.latency_budget
+    for i in range(q.shape[0]):
+        t = time.perf_counter()
+        index.search(q[i : i + 1], K)
+        lat.append(time.perf_counter() - t)
+        if time.perf_counter() > deadline and i >= 20:
+            break
+    out: dict[str, Any] = {
+        "latency_ms_p50": round(float(np.percentile(lat, 50)) * 1e3, 3),
+        "latency_ms_p99": round(float(np.percentile(lat, 99)) * 1e3, 3),
+        "latency_queries": len(lat),
+    }
+    got = index.search(q, K).ids
+    for name, truth in data["truth"].items():
+        r = recall(truth, got)
+        out[name] = None if r is None else round(r, 4)
+    return out
+
+
+def truth_sets(data: dict[str, Any], threshold: float) -> dict[str, list[set[int]]]:
+    exact = make_index("exact", DIM)
+    x = data["x"]
+    exact.add(np.arange(x.shape[0], dtype=np.int64), x)
+    res = exact.search(data["q"], K)
+    ids, scores = res.ids.tolist(), res.scores
+    truth = {"recall_at_10": [set(r) for r in ids]}
+    truth["mate_recall"] = [
+        {i for i, s in zip(r, sr, strict=True) if s >= threshold}
+        for r, sr in zip(ids, scores.tolist(), strict=True)
+    ]
+    if data["owner"] is not None:
+        owner, po = data["owner"], data["probe_owner"]
+        truth["true_mate_recall"] = [
+            {i for i in t if owner[i] == p} for t, p in zip(truth["mate_recall"], po, strict=True)
+        ]
+    return truth
+
+
+def crossover(args: Any) -> list[dict[str, Any]]:
+    rows = []
+    for n in (2000, 5000, 10000, 20000, 50000, 100000):
+        data = make_data("synthetic", n, 200, args.seed)
+        row: dict[str, Any] = {"size": n}
+        for kind, opts in (("exact", {}), ("exact", {"dtype": "float16"}), ("hnsw", {})):
+            index = make_index(kind, DIM, **opts)
+            t = time.perf_counter()
+            index.add(np.arange(n, dtype=np.int64), data["x"])
+            build = time.perf_counter() - t
+            lat = []
+            for i in range(200):
+                t = time.perf_counter()
+                index.search(data["q"][i : i + 1], K)
+                lat.append(time.perf_counter() - t)
+            name = kind + ("_f16" if opts else "")
+            row[f"{name}_p50_ms"] = round(float(np.percentile(lat, 50)) * 1e3, 3)
+            row[f"{name}_build_s"] = round(build, 2)
+        log(json.dumps(row))
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[10000, 100000])
+    p.add_argument("--kinds", nargs="+", default=["exact", "hnsw", "auto"])
+    p.add_argument("--datasets", nargs="+", default=["synthetic", "gaussian"])
+    p.add_argument("--probes", type=int, default=500)
+    p.add_argument("--batch", type=int, default=10000, help="faces per add call")
+    p.add_argument("--storage", default=None, help="HNSW storage: f16, sq8 or f32")
+    p.add_argument("--ef-search", type=int, default=None, help="HNSW default ef_search")
+    p.add_argument("--ef", type=int, nargs="*", default=[], help="more ef_search values to try")
+    p.add_argument("--m", type=int, default=None, help="HNSW graph degree")
+    p.add_argument("--ef-construction", type=int, default=None)
+    p.add_argument("--latency-budget", type=float, default=20.0, help="s of timing per kind")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tmp", default=None, help="directory for the temporary saved index")
+    p.add_argument("--crossover", action="store_true", help="exact vs HNSW at small sizes")
+    args = p.parse_args()
+    report: dict[str, Any] = {"dim": DIM, "k": K, "cpus": os.cpu_count(), "runs": []}
+    if args.crossover:
+        report["crossover"] = crossover(args)
+        print(json.dumps(report, indent=2))
+        return
+    given = {
+        "storage": args.storage,
+        "m": args.m,
+        "ef_construction": args.ef_construction,
+        "ef_search": args.ef_search,
+    }
+    hnsw_opts = {k: v for k, v in given.items() if v is not None}
+    report["loadavg_start"] = os.getloadavg()
+    for dataset in args.datasets:
+        for n in args.sizes:
+            log(f"{dataset} n={n}: generating")
+            data = make_data(dataset, n, args.probes, args.seed)
+            stats = data.get("stats", {})
+            threshold = stats.get("threshold_at_fmr", 0.30)
+            data["truth"] = truth_sets(data, threshold)
+            entry: dict[str, Any] = {"dataset": dataset, "size": n, "threshold": threshold}
+            entry.update(score_stats=stats, results=[])
+            for kind in args.kinds:
+                opts = {} if kind == "exact" else dict(hnsw_opts)
+                log(f"{dataset} n={n}: {kind} {opts}")
+                entry["results"].append(run_kind(kind, opts, data, args))
+                log(json.dumps(entry["results"][-1]))
+            report["runs"].append(entry)
+            del data
+            gc.collect()
+    report["loadavg_end"] = os.getloadavg()
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""``faceledger video``: index a video file (people and on-screen text) into a JSON file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from faceledger.cli.common import err_console, fail_cleanly, progress_bar, to_jsonable
+from faceledger.cli.context import open_service
+from faceledger.service import local_actor
+from faceledger.video import IndexOptions, VideoIndex, index_video
+
+video_app = typer.Typer(
+    help="Index videos: who appears when, and the text on screen.", no_args_is_help=True
+)
+
+
+@video_app.callback()
+def video() -> None:
+    """Index videos: who appears when, and the text on screen."""
+
+
+@video_app.command("index")
+@fail_cleanly
+def index(
+    video: Annotated[Path, typer.Argument(help="Video file (any format FFmpeg reads).")],
+    collection: Annotated[str, typer.Option(help="Collection to identify people against.")],
+    json_out: Annotated[
+        Path, typer.Option("--json", help="File to write the index to ('-' for stdout).")
+    ],
+    fps: Annotated[float, typer.Option(help="Frames sampled per second for faces.")] = 4.0,
+    every_frame: Annotated[bool, typer.Option(help="Analyse every frame (slow).")] = False,
+    purpose: Annotated[
+        str | None, typer.Option(help="Why this search is made (recorded in the audit ledger).")
+    ] = None,
+    case: Annotated[
+        str | None, typer.Option("--case", help="Case reference (recorded in the ledger).")
+    ] = None,
+    max_fmr: Annotated[
+        float, typer.Option("--max-fmr", help="Largest false match rate of an identification.")
+    ] = 1e-4,
+    ocr: Annotated[bool, typer.Option(help="Read the text shown on screen.")] = True,
+) -> None:
+    """Index a video: each person with the intervals they appear in, and on-screen text."""
+    options = IndexOptions(fps=None if every_frame else fps, ocr=ocr, max_fmr=max_fmr)
+    with open_service() as svc, progress_bar("indexing") as progress:
+        result = index_video(
+            svc,
+            collection,
+            video,
+            options=options,
+            purpose=purpose,
+            case_ref=case,
+            actor=local_actor(),
+            progress=progress,
+        )
+    text = json.dumps(to_jsonable(result), indent=2, ensure_ascii=False)
+    if str(json_out) == "-":
+        typer.echo(text)
+    else:
+        json_out.write_text(text + "\n", encoding="utf-8")
+        _summarise(result, json_out)
+    if result.error is not None:
+        err_console.print(
+            f"[red]error[/red] ({result.error['code']}): {result.error['message']} "
+            "(the index covers what could be read)"
+        )
+        raise typer.Exit(1)
+
+
+def _summarise(result: VideoIndex, out: Path) -> None:
+    for person in result.people:
+        spans = ", ".join(f"{a:.1f}-{b:.1f} s" for a, b in person.intervals)
+        typer.echo(f"{person.label}: {spans}")
+    typer.echo(
+        f"{len(result.people)} people, {len(result.text)} text line(s) "
+        f"in {result.duration or 0:.1f} s of video; index written to {out}"
+    )

@@ -1,0 +1,402 @@
+"""Video indexing: who appears when (identified or "unknown person N") and the text on screen.
+
+The pipeline overlaps its stages: a decode thread feeds sampled frames through a bounded
+queue to a pool of inference threads (detection plus embedding of every face of a
+frame, in one batch; OCR on its own, sparser grid), while the calling thread consumes
+results in time order, tracks faces and merges text. Frames that have not changed since
+the last analysed one reuse its faces (or text) instead of running the models again.
+After the last frame every track is identified once against the collection (one audited
+search for the whole video), tracks are linked into people, and the people without an
+enrolled identity are numbered "unknown person 1, 2, ..." in order of appearance.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import cv2
+import numpy as np
+
+from faceledger.errors import InvalidArgument, PurposeRequired, VideoError
+from faceledger.ledger.audit import Actor
+from faceledger.models.calibration import Calibration
+from faceledger.search.ranking import Candidate
+from faceledger.service import LOCAL_ACTOR, FaceService, Progress
+from faceledger.types import Face, FloatArray, UInt8Image
+from faceledger.video.ocr import DEFAULT_OCR_FPS, TextItem, TextLine, TextReader, TextTimeline
+from faceledger.video.reader import (
+    DEFAULT_FPS,
+    SampledFrame,
+    TimeSampler,
+    VideoReader,
+    decode_ahead,
+    signature_change,
+    time_intervals,
+)
+from faceledger.video.tracker import FaceTracker, TrackerOptions, TrackSummary, link_tracks
+
+UNCHANGED_FACES = 4.0
+"""Largest cell change (grey levels) under which a frame is identical for face detection."""
+UNCHANGED_TEXT = 12.0
+"""Largest cell change under which a frame's text is taken to be unchanged."""
+DIFFERENT_FMR = 0.03
+"""Faces less similar than the threshold at this false match rate never share a track."""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexOptions:
+    """How a video is sampled and how people are decided."""
+
+    fps: float | None = DEFAULT_FPS
+    """Face sampling rate per second; None analyses every frame."""
+    ocr: bool = True
+    ocr_fps: float = DEFAULT_OCR_FPS
+    max_fmr: float = 1e-4
+    """Largest false match rate of an identification."""
+    link_fmr: float = 1e-3
+    """False match rate at which unidentified tracks are grouped into one unknown person."""
+    top: int = 3
+    """Candidates kept per person for review."""
+    max_side: int = 1280
+    """Frames are analysed with their long side scaled down to this."""
+    min_face: float = 16.0
+    """Faces smaller than this (shorter box side, pixels of the analysed frame) are ignored."""
+    person_face: float = 32.0
+    """Tracks whose typical face (75th percentile of the shorter box side, analysed-frame
+    pixels) is smaller are too small to recognise: neither identified nor reported."""
+    min_seconds: float = 0.4
+    """People seen for less than this (first to last sighting, summed over their
+    appearances) are not reported."""
+    best_faces: int = 5
+    """Best-quality faces per track averaged into the track's embedding."""
+    max_gap: float = 1.0
+    """Seconds without a sighting that split a person's appearances into two intervals."""
+    time_budget: float | None = None
+    """Wall-clock seconds allowed for decoding (None: unbounded)."""
+
+    def __post_init__(self) -> None:
+        if self.fps is not None and not 0 < self.fps <= 120:
+            raise InvalidArgument("fps must be in (0, 120]")
+        if not 0 < self.ocr_fps <= 30:
+            raise InvalidArgument("ocr_fps must be in (0, 30]")
+        if self.best_faces < 1:
+            raise InvalidArgument("best_faces must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
+class PersonAppearance:
+    """One person of the video: identity or unknown label, evidence and when they appear."""
+
+    label: str
+    person: str | None
+    """The enrolled person, or None for an unknown person."""
+    confidence: float | None
+    """Identified: similarity to the enrolled person. Unknown: the mean similarity between
+    their tracks (None for a single track)."""
+    fmr: float | None
+    """Estimated false match rate at ``confidence``."""
+    intervals: list[tuple[float, float]]
+    seconds: float
+    """Total time on screen (sum of the intervals)."""
+    thumbnail: str
+    """Best face crop, JPEG, base64."""
+    thumbnail_time: float
+    box: list[float]
+    """The thumbnail face's box ``[x1, y1, x2, y2]`` in source pixels."""
+    tracks: int
+    candidates: list[Candidate] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class VideoIndex:
+    """The index of one video: people, on-screen text, and what could not be read."""
+
+    collection: str
+    video_sha256: str
+    duration: float | None
+    width: int
+    height: int
+    rotation: int
+    fps: float | None
+    sample_fps: float | None
+    frames_sampled: int
+    frames_analysed: int
+    people: list[PersonAppearance]
+    text: list[TextItem]
+    complete: bool
+    errors: list[str]
+    error: dict[str, Any] | None
+    max_fmr: float
+    threshold: float
+    elapsed: float
+
+
+def jpeg_base64(image: UInt8Image | None) -> str:
+    """An RGB image as base64 JPEG text (empty for None)."""
+    if image is None:
+        return ""
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return base64.b64encode(bytes(data)).decode("ascii") if ok else ""
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file (the ledger keeps this, never the video)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(slots=True)
+class _Work:
+    frame: SampledFrame
+    faces: Future[list[Face]] | None
+    text: Future[list[TextLine]] | None
+
+
+@dataclass(slots=True)
+class _Run:
+    """One indexing run: submits frames to the pool, consumes results in time order."""
+
+    options: IndexOptions
+    tracker: FaceTracker
+    timeline: TextTimeline | None
+    tracks: dict[int, TrackSummary] = field(default_factory=dict)
+    sampled: int = 0
+    analysed: int = 0
+
+    def pump(
+        self,
+        reader: VideoReader,
+        embed: Callable[[UInt8Image], list[Face]],
+        ocr: TextReader | None,
+        *,
+        workers: int,
+        expected: int,
+        progress: Progress | None,
+    ) -> None:
+        """Decode ahead, analyse on ``workers`` threads, and consume results in order."""
+        face_sampler, text_sampler = (
+            TimeSampler(self.options.fps),
+            TimeSampler(self.options.ocr_fps),
+        )
+        pending: deque[_Work] = deque()
+        last_faces: tuple[FloatArray, Future[list[Face]]] | None = None
+        last_text: tuple[FloatArray, Future[list[TextLine]]] | None = None
+        with ThreadPoolExecutor(max(1, workers), thread_name_prefix="faceledger-video") as pool:
+            frames = decode_ahead(reader)
+            try:
+                for frame in frames:
+                    work = _Work(frame, None, None)
+                    if face_sampler.take(frame.time):
+                        if last_faces and _same(last_faces[0], frame, UNCHANGED_FACES):
+                            work.faces = last_faces[1]
+                        else:
+                            work.faces = pool.submit(embed, frame.image)
+                            last_faces = (frame.signature, work.faces)
+                            self.analysed += 1
+                    if ocr is not None and text_sampler.take(frame.time):
+                        if last_text and _same(last_text[0], frame, UNCHANGED_TEXT):
+                            work.text = last_text[1]
+                        else:
+                            work.text = pool.submit(ocr.read, frame.image, scale=frame.scale)
+                            last_text = (frame.signature, work.text)
+                    pending.append(work)
+                    while len(pending) > 2 * workers + 2:
+                        self.consume(pending.popleft(), expected, progress)
+                while pending:
+                    self.consume(pending.popleft(), expected, progress)
+            finally:
+                frames.close()  # stops the decode thread before the reader closes
+                for work in pending:
+                    for future in (work.faces, work.text):
+                        if future is not None:
+                            future.cancel()
+        if progress is not None:
+            progress(self.sampled, self.sampled)
+
+    def consume(self, work: _Work, expected: int, progress: Progress | None) -> None:
+        """Track the faces and merge the text of the next frame in time order."""
+        frame = work.frame
+        self.sampled += 1
+        if work.faces is not None:
+            faces = work.faces.result()
+            boxes = [[f.box.x1, f.box.y1, f.box.x2, f.box.y2] for f in faces]
+            ids = self.tracker.update(
+                frame.time,
+                np.array(boxes, np.float32).reshape(-1, 4),
+                np.array([f.score for f in faces], np.float32),
+                np.stack([f.embedding for f in faces if f.embedding is not None])
+                if faces
+                else None,
+            )
+            for face, track_id in zip(faces, ids, strict=True):
+                if track_id >= 0:
+                    track = self.tracks.setdefault(track_id, TrackSummary(self.options.best_faces))
+                    track.add(frame.index, frame.time, face, frame.image, frame.scale)
+        if work.text is not None and self.timeline is not None:
+            self.timeline.add(frame.time, work.text.result())
+        if progress is not None:
+            progress(self.sampled, max(expected, self.sampled + 1))
+
+
+def _same(signature: FloatArray, frame: SampledFrame, threshold: float) -> bool:
+    return signature_change(signature, frame.signature) < threshold
+
+
+def check_request(service: FaceService, collection: str, purpose: str | None) -> None:
+    """Refuse an indexing request early: unknown collection or a missing required purpose."""
+    service.store.get_collection(collection)
+    if service.require_purpose and not (purpose and purpose.strip()):
+        raise PurposeRequired("searches must state their purpose (and a case reference if any)")
+
+
+def index_video(
+    service: FaceService,
+    collection: str,
+    path: str | os.PathLike[str],
+    *,
+    options: IndexOptions | None = None,
+    purpose: str | None = None,
+    case_ref: str | None = None,
+    actor: Actor = LOCAL_ACTOR,
+    progress: Progress | None = None,
+    text_reader: TextReader | None = None,
+) -> VideoIndex:
+    """Index a video file: its people against ``collection`` and its on-screen text.
+
+    The identification of the video's face tracks is one search in the audit ledger
+    (operation ``video.identify``, with the video's SHA-256). ``progress`` is called with
+    ``(sampled frames done, expected total)``.
+
+    Raises:
+        PurposeRequired: the service requires a purpose and none was given.
+        VideoError: the file cannot be read at all (a partly readable file gives a
+            partial index whose ``error`` says what was lost).
+        NotFound: the collection does not exist.
+    """
+    started = time.perf_counter()
+    opts = options or IndexOptions()
+    check_request(service, collection, purpose)
+    _, engine = service.collection_engine(collection)
+    cal = engine.pack.require_calibration()
+    rate = None if opts.fps is None else max(opts.fps, opts.ocr_fps if opts.ocr else 0.0)
+    thresholds = TrackerOptions(
+        same_face=cal.threshold_for(opts.link_fmr), different_face=cal.threshold_for(DIFFERENT_FMR)
+    )
+    timeline = TextTimeline(period=1.0 / opts.ocr_fps) if opts.ocr else None
+    run = _Run(opts, FaceTracker(thresholds), timeline)
+    ocr = (text_reader or TextReader()) if opts.ocr else None
+    with VideoReader(
+        path, fps=rate, max_side=opts.max_side, time_budget=opts.time_budget
+    ) as reader:
+        digest = file_sha256(path)
+        info = reader.info
+        per_second = rate or info.fps
+        expected = int(info.duration * per_second) + 1 if info.duration and per_second else 0
+        embed = partial(engine.embed, min_face_size=opts.min_face)
+        run.pump(reader, embed, ocr, workers=engine.workers, expected=expected, progress=progress)
+    if run.sampled == 0:
+        raise reader.error or VideoError("the video holds no decodable frame")
+
+    def identify(templates: FloatArray) -> list[list[Candidate]]:
+        return service.identify_embeddings(
+            collection,
+            templates,
+            top=opts.top,
+            max_fmr=opts.max_fmr,
+            purpose=purpose,
+            case_ref=case_ref,
+            operation="video.identify",
+            request={"video_sha256": digest, "tracks": len(templates), "fps": opts.fps},
+            actor=actor,
+        )
+
+    period = 1.0 / opts.fps if opts.fps else 1.0 / (info.fps or 25.0)
+    turned = reader.rotation % 180 != 0
+    return VideoIndex(
+        collection=collection,
+        video_sha256=digest,
+        duration=None if info.duration is None else round(info.duration, 3),
+        width=info.height if turned else info.width,
+        height=info.width if turned else info.height,
+        rotation=reader.rotation,
+        fps=info.fps,
+        sample_fps=opts.fps,
+        frames_sampled=run.sampled,
+        frames_analysed=run.analysed,
+        people=_people(run, identify, cal, period=period, end=info.duration),
+        text=timeline.items(end=info.duration) if timeline else [],
+        complete=reader.error is None,
+        errors=list(reader.errors),
+        error=None if reader.error is None else reader.error.to_dict(),
+        max_fmr=opts.max_fmr,
+        threshold=round(cal.threshold_for(opts.max_fmr), 5),
+        elapsed=round(time.perf_counter() - started, 3),
+    )
+
+
+def _people(
+    run: _Run,
+    identify: Callable[[FloatArray], list[list[Candidate]]],
+    cal: Calibration,
+    *,
+    period: float,
+    end: float | None,
+) -> list[PersonAppearance]:
+    """Identify every track once, link tracks into people, and describe each person."""
+    opts = run.options
+    # Faces too small to recognise are neither identified nor grouped into people.
+    tracks = [t for _, t in sorted(run.tracks.items()) if t.size >= opts.person_face]
+    dim = tracks[0].best[0][1].shape[0] if tracks else 0
+    empty = np.zeros((0, dim), np.float32)
+    templates = np.stack([t.template() for t in tracks]) if tracks else empty
+    found = identify(templates)
+    names = [c[0].person if c else None for c in found]
+    frames = [set(t.frames) for t in tracks]
+    threshold = cal.threshold_for(opts.link_fmr)
+    people: list[PersonAppearance] = []
+    for group in link_tracks(templates, frames, names, threshold=threshold):
+        times = sorted(t for i in group for t in tracks[i].times)
+        seen = time_intervals(times, period=0.0, max_gap=opts.max_gap)
+        if sum(b - a for a, b in seen) < opts.min_seconds:
+            continue
+        intervals = time_intervals(times, period=period, max_gap=opts.max_gap, end=end)
+        seconds = round(sum(b - a for a, b in intervals), 3)
+        named = [i for i in group if names[i] is not None]
+        candidates = found[max(named, key=lambda i: found[i][0].similarity)] if named else []
+        confidence: float | None = candidates[0].similarity if candidates else None
+        fmr: float | None = candidates[0].fmr if candidates else None
+        if not candidates and len(group) > 1:
+            sims = templates[group] @ templates[group].T
+            confidence = round(float(sims[np.triu_indices(len(group), 1)].mean()), 5)
+            fmr = cal.fmr_at(confidence)
+        best = tracks[max(group, key=lambda i: tracks[i].crop_quality)]
+        unknown = sum(1 for p in people if p.person is None) + 1
+        people.append(
+            PersonAppearance(
+                label=str(candidates[0].person) if candidates else f"unknown person {unknown}",
+                person=candidates[0].person if candidates else None,
+                confidence=confidence,
+                fmr=fmr,
+                intervals=intervals,
+                seconds=seconds,
+                thumbnail=jpeg_base64(best.crop),
+                thumbnail_time=round(best.crop_time, 3),
+                box=best.crop_box,
+                tracks=len(group),
+                candidates=candidates,
+            )
+        )
+    return people

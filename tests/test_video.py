@@ -1,0 +1,540 @@
+"""Video indexing: reader, tracker, OCR timeline, indexer on real clips, CLI and job API."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import av
+import cv2
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from typer.testing import CliRunner
+
+from faceledger.api.app import create_app
+from faceledger.cli.context import set_data_dir
+from faceledger.cli.video import video_app
+from faceledger.config import Settings
+from faceledger.errors import InvalidArgument, PurposeRequired, VideoError
+from faceledger.ledger.keys import Role
+from faceledger.service import FaceService
+from faceledger.video import (
+    FaceTracker,
+    IndexOptions,
+    TextLine,
+    TextReader,
+    TextTimeline,
+    TimeSampler,
+    TrackerOptions,
+    VideoReader,
+    index_video,
+    link_tracks,
+)
+from faceledger.video.reader import rotate_image, time_intervals
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
+HAMILTON = "face_recognition_examples/video/short_hamilton_clip.mp4"
+PEDESTRIANS = "facenet_pytorch/video/video.mp4"
+# Ground truth of the Hamilton clip, checked by eye: Lin-Manuel Miranda sings on stage
+# (0.8-1.5 s, small) and in close-up (3.7-8.0 s); Alex Lacamoire is at the piano and in
+# profile close-up; the audience from 8.0 s includes Barack Obama (the README names only
+# the first two, but Obama is plainly in the audience shot).
+LIN_ON_SCREEN = [(0.8, 1.55), (3.6, 8.05)]
+IN_CLIP = {"lin_manuel_miranda", "alex_lacamoire", "barack_obama"}
+TEXT_LINES = [  # (text, first visible second, first second gone, y)
+    ("BREAKING NEWS", 0, 3, 70),
+    ("Hello world 2024", 2, 5, 190),
+    ("faceledger video test", 4, 6, 300),
+]
+
+
+def write_video(
+    path: Path,
+    frames: Iterator[np.ndarray] | list[np.ndarray],
+    *,
+    fps: int = 10,
+    codec: str = "libx264",
+    rotation: int | None = None,
+) -> Path:
+    """Encode RGB frames with PyAV (H.264 or MPEG-4 part 2) into ``path``."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.pix_fmt = "yuv420p"
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for i, rgb in enumerate(frames):
+            if i == 0:
+                stream.height, stream.width = rgb.shape[:2]
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def text_frames(seconds: int = 6, fps: int = 10) -> Iterator[np.ndarray]:
+    for i in range(seconds * fps):
+        t = i / fps
+        img = np.full((360, 640, 3), 30, np.uint8)
+        cv2.rectangle(img, (500, 20), (620, 60), (90, 40, 40), -1)  # a static logo
+        for text, start, stop, y in TEXT_LINES:
+            if start <= t < stop:
+                cv2.putText(img, text, (30, y), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (255, 255, 255), 2)
+        yield img
+
+
+def moving_frames(n: int = 30) -> Iterator[np.ndarray]:
+    rng = np.random.default_rng(5)
+    for i in range(n):  # a ball on fresh noise each frame (so every frame costs bytes)
+        img = rng.integers(0, 60, (120, 160, 3), dtype=np.uint8)
+        cv2.circle(img, (20 + 4 * i, 60), 12, (200, 180, 40), -1)
+        yield img
+
+
+@pytest.fixture(scope="module")
+def text_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_video(tmp_path_factory.mktemp("video") / "text.mp4", text_frames())
+
+
+@pytest.fixture(scope="module")
+def stream_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3 s Matroska file: a truncated copy is readable up to the cut, and its header
+    still states the full duration."""
+    path = tmp_path_factory.mktemp("video") / "moving.mkv"
+    return write_video(path, moving_frames(30), codec="mpeg4")
+
+
+@pytest.fixture(scope="module")
+def text_reader() -> TextReader:
+    return TextReader()
+
+
+@pytest.fixture(scope="module")
+def enrolled(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Iterator[FaceService]:
+    """The six people of face_recognition_examples and the eight of faceapi_bbt."""
+    svc = FaceService(Settings(data=tmp_path_factory.mktemp("enrolled") / "data"))
+    svc.create_collection("people", require_consent=False)
+    for tree in ("face_recognition_examples/identities", "faceapi_bbt/identities"):
+        svc.enroll_folder("people", faces_dir / tree, consent="test", largest=True)
+    yield svc
+    svc.close()
+
+
+# -- pure parts --------------------------------------------------------------------------
+def test_time_sampler_follows_timestamps_not_frame_counts() -> None:
+    sampler = TimeSampler(4.0)
+    times = [i / 29.97 for i in range(300)]  # 10 s at 29.97 fps
+    taken = [t for t in times if sampler.take(t)]
+    assert len(taken) == 40
+    assert all(0.2 < b - a < 0.3 for a, b in itertools.pairwise(taken))
+    jittery = TimeSampler(2.0)  # variable frame rate: a burst, then a gap
+    vfr = [0.0, 0.01, 0.02, 0.03, 0.9, 1.6, 1.61, 2.5]
+    assert [t for t in vfr if jittery.take(t)] == [0.0, 0.9, 1.6, 2.5]
+    assert all(TimeSampler(None).take(t) for t in vfr)
+    with pytest.raises(InvalidArgument):
+        TimeSampler(0.0)
+
+
+def test_time_intervals_hold_each_sample_for_one_period() -> None:
+    assert time_intervals([0.0, 0.25, 0.5, 2.0], period=0.25, max_gap=1.0) == [
+        (0.0, 0.75),
+        (2.0, 2.25),
+    ]
+    assert time_intervals([9.9], period=0.25, max_gap=1.0, end=10.0) == [(9.9, 10.0)]
+    assert time_intervals([], period=1.0, max_gap=1.0) == []
+
+
+def test_rotate_image_turns_counter_clockwise() -> None:
+    img = np.zeros((2, 3, 3), np.uint8)
+    img[0] = 255  # top row white
+    turned = rotate_image(img, 90)
+    assert turned.shape == (3, 2, 3) and turned[:, 0].min() == 255  # top became left
+    assert rotate_image(img, -90)[:, -1].min() == 255
+    assert rotate_image(img, 0) is img
+
+
+def options(**kw: float) -> TrackerOptions:
+    return TrackerOptions(same_face=0.25, different_face=0.15, **kw)
+
+
+def unit(v: list[float]) -> np.ndarray:
+    a = np.array(v, np.float32)
+    return a / np.linalg.norm(a)
+
+
+def test_tracker_keeps_ids_through_motion_and_crossing() -> None:
+    tracker = FaceTracker(options())
+    a, b = unit([1, 0, 0, 0]), unit([0, 1, 0, 0])
+    ids = []
+    for step in range(8):  # two faces walk towards each other and cross
+        x_a, x_b = 10 + 12 * step, 110 - 12 * step
+        boxes = np.array([[x_a, 10, x_a + 30, 40], [x_b, 12, x_b + 30, 42]], np.float32)
+        ids.append(tracker.update(step * 0.25, boxes, np.array([0.9, 0.9]), np.stack([a, b])))
+    assert all(frame == ids[0] for frame in ids) and len(set(ids[0])) == 2
+
+
+def test_tracker_splits_on_appearance_and_ends_lost_tracks() -> None:
+    tracker = FaceTracker(options(max_lost=1.0))
+    box = np.array([[10, 10, 50, 50]], np.float32)
+    score = np.array([0.9], np.float32)
+    first = tracker.update(0.0, box, score, unit([1, 0, 0])[None])
+    other = tracker.update(0.25, box, score, unit([0, 1, 0])[None])  # same place, new face
+    assert first != other
+    weak = tracker.update(0.5, box, np.array([0.55], np.float32), unit([0, 1, 0])[None])
+    assert weak == other  # a weak detection extends a live track (ByteTrack's 2nd stage)
+    assert tracker.update(0.75, box, np.array([0.55], np.float32), None) == other
+    assert tracker.update(3.0, box, score, None) not in (first, other)  # lost too long
+    assert tracker.update(3.0, np.zeros((0, 4), np.float32), np.zeros(0, np.float32)) == []
+    with pytest.raises(InvalidArgument):
+        tracker.update(2.0, box, score, None)
+
+
+def test_tracker_reattaches_a_fast_face_by_appearance() -> None:
+    tracker = FaceTracker(options())
+    emb = unit([0.2, 1, 0])[None]
+    score = np.array([0.9], np.float32)
+    first = tracker.update(0.0, np.array([[0, 0, 40, 40]], np.float32), score, emb)
+    jumped = tracker.update(0.25, np.array([[90, 0, 130, 40]], np.float32), score, emb)
+    assert first == jumped
+
+
+def test_link_tracks_never_merges_co_occurring_or_differently_named_tracks() -> None:
+    a, b = unit([1, 0.1, 0]), unit([1, 0, 0.1])
+    templates = np.stack([a, b, a, unit([0, 0, 1])])
+    frames = [{0, 1}, {1, 2}, {5, 6}, {7}]
+    groups = link_tracks(templates, frames, [None] * 4, threshold=0.5)
+    assert [0, 1] not in groups  # tracks 0 and 1 share frame 1
+    assert {tuple(g) for g in groups} == {(0, 2), (1,), (3,)}
+    named = link_tracks(templates, frames, ["x", None, "y", None], threshold=0.5)
+    assert [0, 2] not in named and [3] in named
+
+
+def test_text_timeline_merges_readings_into_lines_with_intervals() -> None:
+    timeline = TextTimeline(period=1.0)
+    box = (10.0, 10.0, 200.0, 40.0)
+    timeline.add(0.0, [TextLine("BREAKING NEWS", 0.99, box)])
+    timeline.add(1.0, [TextLine("BREAKINGNEWS", 0.95, box), TextLine("Hello", 0.9, box)])
+    timeline.add(2.0, [TextLine("Hello", 0.9, box)])
+    timeline.add(3.0, [])
+    timeline.add(4.0, [TextLine("BREAK1NG NEWS", 0.7, box)])
+    items = {i.text: i for i in timeline.items(end=4.5)}
+    assert set(items) == {"BREAKING NEWS", "Hello"}
+    assert items["BREAKING NEWS"].intervals == [(0.0, 2.0), (4.0, 4.5)]
+    assert items["Hello"].intervals == [(1.0, 3.0)]
+    with pytest.raises(InvalidArgument):
+        timeline.add(4.0, [])
+
+
+# -- reading ----------------------------------------------------------------------------
+def test_reader_applies_rotation_metadata(tmp_path: Path) -> None:
+    frames = []
+    for _ in range(5):
+        img = np.zeros((64, 96, 3), np.uint8)
+        img[:16] = 255  # a white band along the top of the coded frame
+        frames.append(img)
+    path = write_video(tmp_path / "turned.mp4", frames, rotation=90)
+    with VideoReader(path, fps=None) as reader:
+        out = list(reader)
+    assert reader.rotation == 90 and len(out) == 5
+    assert out[0].image.shape == (96, 64, 3)
+    assert out[0].image[:, :12].mean() > 200 and out[0].image[:, -12:].mean() < 50
+
+
+@pytest.mark.parametrize(
+    ("suffix", "codec"), [("mkv", "mpeg4"), ("avi", "mpeg4"), ("mov", "libx264")]
+)
+def test_reader_samples_any_container(tmp_path: Path, suffix: str, codec: str) -> None:
+    path = write_video(tmp_path / f"clip.{suffix}", moving_frames(30), codec=codec)
+    with VideoReader(path, fps=4.0) as reader:
+        times = [f.time for f in reader]
+    assert reader.error is None and len(times) == 12
+    assert times[0] == 0.0 and abs(times[-1] - 2.75) < 0.06
+    with VideoReader(path, fps=None, max_side=80) as reader:
+        frames = list(reader)
+    assert len(frames) == 30 and frames[0].image.shape == (60, 80, 3) and frames[0].scale == 0.5
+
+
+def test_reader_stops_at_its_time_budget(stream_video: Path) -> None:
+    with VideoReader(stream_video, fps=None, time_budget=0.0) as reader:
+        frames = list(reader)
+    assert frames == [] and reader.error is not None and "longer than" in reader.error.message
+
+
+def packet_offsets(path: Path) -> list[int]:
+    """Byte offsets of the video packets of a file (to cut or damage it between frames)."""
+    with av.open(str(path)) as container:
+        return [int(p.pos) for p in container.demux(video=0) if p.pos is not None and p.size]
+
+
+def truncated(video: Path, out: Path, *, keep_packets: int) -> Path:
+    out.write_bytes(video.read_bytes()[: packet_offsets(video)[keep_packets]])
+    return out
+
+
+@pytest.mark.timeout(60)
+def test_reader_reports_truncated_and_corrupt_files(tmp_path: Path, stream_video: Path) -> None:
+    cut = truncated(stream_video, tmp_path / "cut.mkv", keep_packets=15)
+    with VideoReader(cut, fps=None) as reader:
+        frames = list(reader)
+    assert 10 <= len(frames) <= 15  # what could be read is read
+    assert reader.error is not None and reader.error.code == "bad_video"
+    assert "truncated" in reader.error.message and reader.error.to_dict()["at"] < 1.6
+    noise = np.random.default_rng(0).integers(0, 256, 1 << 16, dtype=np.uint8).tobytes()
+    for garbled in (
+        stream_video,
+        write_video(tmp_path / "moving.ts", moving_frames(30), codec="mpeg4"),
+    ):
+        data, offsets = garbled.read_bytes(), packet_offsets(garbled)
+        damaged = tmp_path / f"damaged{garbled.suffix}"
+        damaged.write_bytes(
+            data[: offsets[8]] + noise[: offsets[20] - offsets[8]] + data[offsets[20] :]
+        )
+        with VideoReader(damaged, fps=None) as reader:
+            frames = list(reader)
+        assert len(frames) >= 8
+        if reader.error is None:  # MPEG-TS resynchronises: decoding resumes after the damage
+            assert garbled.suffix == ".ts" and frames[-1].time > 2.5
+        else:  # Matroska stops at the damage: a partial read, reported
+            assert garbled.suffix == ".mkv" and "damaged" in reader.error.message
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00\x00\x00\x18ftypmp42" + noise[:5000])
+    with pytest.raises(VideoError, match="cannot open"):
+        VideoReader(junk)
+    if SHARED.is_dir():  # an MP4 whose index (the moov box, at its end) was cut off
+        no_index = tmp_path / "no_index.mp4"
+        no_index.write_bytes((SHARED / HAMILTON).read_bytes()[:300_000])
+        with pytest.raises(VideoError, match="cannot open"):
+            VideoReader(no_index)
+
+
+# -- indexing -----------------------------------------------------------------------------
+def overlap(intervals: list[tuple[float, float]], truth: list[tuple[float, float]]) -> float:
+    return sum(max(0.0, min(b, d) - max(a, c)) for a, b in intervals for c, d in truth)
+
+
+@pytest.mark.integration
+def test_hamilton_clip_finds_lin_manuel_miranda_when_on_screen(enrolled: FaceService) -> None:
+    with pytest.raises(PurposeRequired):
+        enrolled.require_purpose = True
+        try:
+            index_video(enrolled, "people", SHARED / HAMILTON)
+        finally:
+            enrolled.require_purpose = False
+    seen: list[tuple[int, int]] = []
+    result = index_video(
+        enrolled,
+        "people",
+        SHARED / HAMILTON,
+        options=IndexOptions(ocr=False),
+        purpose="test: who is in the clip",
+        case_ref="T-5",
+        progress=lambda done, total: seen.append((done, total)),
+    )
+    assert result.complete and result.error is None
+    assert (result.width, result.height) == (640, 360) and result.frames_sampled >= 36
+    named = {p.person: p for p in result.people if p.person is not None}
+    assert set(named) <= IN_CLIP, f"identified someone not in the clip: {set(named) - IN_CLIP}"
+    lin = named["lin_manuel_miranda"]
+    on_screen = sum(b - a for a, b in lin.intervals)
+    assert overlap(lin.intervals, [(3.8, 7.7)]) >= 3.5  # the close-up, nearly all of it
+    assert overlap(lin.intervals, LIN_ON_SCREEN) >= 0.9 * on_screen  # and only when there
+    assert lin.confidence is not None and lin.confidence >= result.threshold
+    assert lin.fmr is not None and lin.fmr <= 1e-4
+    assert base64.b64decode(lin.thumbnail)[:3] == b"\xff\xd8\xff"  # a JPEG
+    unknown = [p.label for p in result.people if p.person is None]
+    assert unknown == [f"unknown person {i + 1}" for i in range(len(unknown))]
+    assert seen and seen[-1][0] == seen[-1][1] == result.frames_sampled
+    entries = [e for e in enrolled.ledger.iter_all() if e["operation"] == "video.identify"]
+    assert entries and entries[-1]["purpose"] == "test: who is in the clip"
+    assert result.video_sha256 in json.dumps(dict(entries[-1]), default=str)
+
+
+@pytest.mark.integration
+def test_pedestrians_are_separate_unknown_people_stable_with_sampling_rate(
+    enrolled: FaceService,
+) -> None:
+    counts = {}
+    for fps in (4.0, 8.0):
+        result = index_video(
+            enrolled,
+            "people",
+            SHARED / PEDESTRIANS,
+            options=IndexOptions(fps=fps, ocr=False),
+            purpose="test",
+        )
+        assert all(p.person is None for p in result.people)  # nobody here is enrolled
+        duration = result.duration or 0.0
+        for p in result.people:
+            assert p.label.startswith("unknown person ")
+            assert all(0.0 <= a < b <= duration + 1e-6 for a, b in p.intervals)
+        # the three people walking towards the camera are on screen the whole clip
+        assert sum(p.seconds > 0.9 * duration for p in result.people) >= 3
+        counts[fps] = len(result.people)
+    assert counts[4.0] == counts[8.0] and counts[4.0] >= 4
+
+
+@pytest.mark.integration
+def test_on_screen_text_lines_with_intervals(
+    enrolled: FaceService, text_video: Path, text_reader: TextReader
+) -> None:
+    reads = 0
+    original = text_reader.read
+
+    def counting(image: np.ndarray, *, scale: float = 1.0) -> list[TextLine]:
+        nonlocal reads
+        reads += 1
+        return original(image, scale=scale)
+
+    text_reader.read = counting  # type: ignore[method-assign]
+    try:
+        result = index_video(
+            enrolled, "people", text_video, purpose="test", text_reader=text_reader
+        )
+    finally:
+        del text_reader.read
+    assert result.people == []
+    assert result.frames_analysed < result.frames_sampled / 2  # unchanged frames skipped
+    assert reads < 6  # 6 OCR samples, two of them unchanged
+    found = {"".join(t.text.split()).casefold(): t for t in result.text}
+    for text, start, stop, y in TEXT_LINES:
+        item = found["".join(text.split()).casefold()]
+        assert item.text.replace(" ", "") == text.replace(" ", "")
+        assert item.intervals == [(float(start), float(stop))], text
+        assert item.confidence > 0.8
+        assert item.box[1] < y < item.box[3] + 5 and item.box[0] < 40
+    assert len(found) == len(TEXT_LINES)
+
+
+@pytest.mark.integration
+def test_partial_index_of_a_truncated_video(
+    enrolled: FaceService, stream_video: Path, tmp_path: Path
+) -> None:
+    cut = truncated(stream_video, tmp_path / "cut.mkv", keep_packets=15)
+    result = index_video(enrolled, "people", cut, options=IndexOptions(ocr=False))
+    assert not result.complete and result.frames_sampled > 0
+    assert result.error is not None and result.error["code"] == "bad_video"
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(VideoError):
+        index_video(enrolled, "people", tmp_path / "empty.mp4")
+    with pytest.raises(VideoError, match="cannot open"):
+        index_video(enrolled, "people", tmp_path / "missing.mp4")
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+def test_a_failing_consumer_stops_the_pipeline(enrolled: FaceService, text_video: Path) -> None:
+    def stop_early(done: int, total: int) -> None:
+        if done == 3:
+            raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        index_video(
+            enrolled, "people", text_video, options=IndexOptions(ocr=False), progress=stop_early
+        )
+    names = [t.name for t in threading.enumerate()]
+    assert not any(n.startswith(("faceledger-video-decode", "faceledger-video_")) for n in names)
+
+
+# -- fronts ------------------------------------------------------------------------------
+@pytest.mark.integration
+def test_cli_writes_the_index_and_fails_cleanly(tmp_path: Path, text_video: Path) -> None:
+    data = tmp_path / "data"
+    svc = FaceService(Settings(data=data))
+    svc.create_collection("c", require_consent=False)
+    svc.close()
+    set_data_dir(data)
+    try:
+        runner = CliRunner()
+        out = tmp_path / "index.json"
+        args = ["index", str(text_video), "--collection", "c", "--json", str(out), "--no-ocr"]
+        done = runner.invoke(video_app, [*args, "--fps", "2", "--purpose", "test"])
+        assert done.exit_code == 0, done.output
+        index = json.loads(out.read_text())
+        assert index["people"] == [] and index["complete"] is True and index["sample_fps"] == 2
+        junk = tmp_path / "junk.mp4"
+        junk.write_bytes(b"not a video at all")
+        failed = runner.invoke(video_app, ["index", str(junk), "--collection", "c", "--json", "-"])
+        assert failed.exit_code == 1 and "bad_video" in failed.output
+        assert "Traceback" not in failed.output
+    finally:
+        set_data_dir(None)
+
+
+def wait_for(client: httpx.Client, job: str, headers: dict[str, str]) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        body: dict[str, Any] = client.get(f"/v1/videos/{job}", headers=headers).json()
+        if body["status"] in ("done", "failed"):
+            return body
+        time.sleep(0.1)
+    raise AssertionError("the job did not finish")
+
+
+@contextmanager
+def serve_in_thread(settings: Settings) -> Iterator[tuple[httpx.Client, FaceService]]:
+    """A real uvicorn server on a loopback port, in this process, with the video router."""
+    from faceledger.api.routes import videos
+
+    app = create_app(settings)
+    if not any(getattr(r, "path", "") == "/v1/videos" for r in app.routes):
+        app.include_router(videos.router)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the server did not start"
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield client, app.state.service
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)
+
+
+@pytest.mark.integration
+def test_job_api_reports_failures_and_keeps_serving(tmp_path: Path, stream_video: Path) -> None:
+    settings = Settings(data=tmp_path / "data", rate_limit=0)
+    with serve_in_thread(settings) as (client, service):
+        service.create_collection("c", require_consent=False)
+        searcher = {"X-API-Key": service.create_key(Role.SEARCHER).secret}
+        other = {"X-API-Key": service.create_key(Role.SEARCHER).secret}
+        no_purpose = client.post("/v1/videos?collection=c", content=b"x", headers=searcher)
+        assert no_purpose.status_code == 422 and no_purpose.json()["code"] == "purpose_required"
+        missing = client.post("/v1/videos?collection=no&purpose=t", content=b"x", headers=searcher)
+        assert missing.status_code == 404
+        corrupt = client.post(
+            "/v1/videos?collection=c&purpose=test", content=b"\x00" * 4096, headers=searcher
+        )
+        assert corrupt.status_code == 202
+        failed = wait_for(client, corrupt.json()["job"], searcher)
+        assert failed["status"] == "failed" and failed["error"]["code"] == "bad_video"
+        assert client.get("/healthz").status_code == 200
+        good = client.post(
+            "/v1/videos?collection=c&purpose=test&ocr=false",
+            files={"video": ("moving.mkv", stream_video.read_bytes(), "video/x-matroska")},
+            headers=searcher,
+        )
+        assert good.status_code == 202
+        job = good.json()["job"]
+        done = wait_for(client, job, searcher)
+        assert done["status"] == "done" and done["progress"] == 100.0
+        assert done["result"]["complete"] is True and done["error"] is None
+        assert client.get(f"/v1/videos/{job}", headers=other).status_code == 404
+        assert not list((settings.data / "tmp").iterdir())  # uploads are deleted
