@@ -164,7 +164,12 @@ class FaceService:
         return col, engine
 
     def _audit(self, actor: Actor, entry: Entry) -> Callable[[Connection], None]:
-        return lambda conn: (self.ledger.append(conn, actor, entry), None)[1]
+        """A hook that appends ``entry`` inside the store's write transaction."""
+
+        def record(conn: Connection) -> None:
+            self.ledger.append(conn, actor, entry)
+
+        return record
 
     def _record(self, actor: Actor, entry: Entry) -> None:
         """Write a ledger entry for an operation that changes nothing else (a search)."""
@@ -275,22 +280,11 @@ class FaceService:
         self, collection: str, name: str, *, reason: str = "request", actor: Actor = LOCAL_ACTOR
     ) -> int:
         """Erase a person now: rows, embeddings and index entries."""
-        holder: dict[str, int] = {}
-
-        def record(conn: Connection) -> None:
-            self.ledger.append(
-                conn,
-                actor,
-                Entry(
-                    "person.delete",
-                    collection=collection,
-                    request={"person": name, "reason": reason},
-                ),
-            )
-
-        holder["n"] = self.store.delete_person(collection, name, record=record)
+        request = {"person": name, "reason": reason}
+        entry = Entry("person.delete", collection=collection, request=request)
+        erased = self.store.delete_person(collection, name, record=self._audit(actor, entry))
         self.ledger.write_head()
-        return holder["n"]
+        return erased
 
     def delete_face(self, collection: str, face_id: int, *, actor: Actor = LOCAL_ACTOR) -> None:
         entry = Entry("face.delete", collection=collection, request={"face_id": face_id})
