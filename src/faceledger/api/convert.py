@@ -11,7 +11,7 @@ from faceledger.types import Face
 def detected(face: Face) -> DetectedFace:
     return DetectedFace(
         box=face.box.as_list(),
-        landmarks=np.round(face.landmarks, 2).tolist(),
+        landmarks=np.round(face.landmarks.astype(np.float64), 2).tolist(),
         score=round(face.score, 4),
         quality=QualityPublic.model_validate(face.quality),
     )

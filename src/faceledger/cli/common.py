@@ -46,7 +46,7 @@ def face_json(face: Face) -> dict[str, Any]:
     """A face as JSON: box, landmarks, score, quality (no embedding)."""
     return {
         "box": face.box.as_list(),
-        "landmarks": np.round(face.landmarks, 2).tolist(),
+        "landmarks": np.round(face.landmarks.astype(np.float64), 2).tolist(),
         "score": round(face.score, 4),
         "quality": to_jsonable(face.quality),
     }
