@@ -80,6 +80,15 @@ class Face:
     fallback: bool = False
     """True when no face was detected and the whole image was used (evaluation only)."""
 
+    def public(self) -> dict[str, object]:
+        """Box, landmarks, score and quality as plain JSON values (never the embedding)."""
+        return {
+            "box": self.box.as_list(),
+            "landmarks": np.round(self.landmarks.astype(np.float64), 2).tolist(),
+            "score": round(self.score, 4),
+            "quality": {k: getattr(self.quality, k) for k in Quality.__slots__},
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Comparison:

@@ -44,12 +44,7 @@ def to_jsonable(value: Any) -> Any:
 
 def face_json(face: Face) -> dict[str, Any]:
     """A face as JSON: box, landmarks, score, quality (no embedding)."""
-    return {
-        "box": face.box.as_list(),
-        "landmarks": np.round(face.landmarks.astype(np.float64), 2).tolist(),
-        "score": round(face.score, 4),
-        "quality": to_jsonable(face.quality),
-    }
+    return face.public()
 
 
 def emit(value: Any) -> None:
