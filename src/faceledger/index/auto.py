@@ -5,7 +5,7 @@ p50 exact vs HNSW (default settings): 5k faces 0.29 vs 0.59 ms, 10k 1.3 vs 0.8 m
 vs 1.5 ms, 50k 5.2 vs 1.8 ms. HNSW is faster from about 10k faces, but exact search has
 recall 1.0 and costs nothing to build, so the default threshold is 20k: the largest size
 at which exact search stays within half the 5 ms latency budget. Crossing upwards builds
-the HNSW graph from every stored vector inside the ``add`` that crossed (about 3 s at 20k
+the HNSW graph from every stored vector inside the ``add`` that crossed (3-5 s at 20k
 faces). Dropping below half the threshold (hysteresis, so the index does not flap) moves
 back to exact, O(n·dim).
 """
@@ -41,9 +41,9 @@ class AutoIndex:
         threshold: int = DEFAULT_THRESHOLD,
         dtype: StorageDtype = "float32",
         storage: Storage = "sq8",
-        m: int = 48,
+        m: int = 64,
         ef_construction: int = 96,
-        ef_search: int = 384,
+        ef_search: int = 256,
         compact_fraction: float = 0.5,
     ) -> None:
         self._dim = check_dim(dim)
