@@ -347,13 +347,11 @@ class Store:
                 person_id = self._ensure_person(
                     conn, col, person, create=create_person, consent=consent
                 )
-                existing = conn.scalar(
-                    select(func.count()).select_from(faces).where(faces.c.person_id == person_id)
-                )
-                if int(existing or 0) + len(new_faces) > MAX_FACES_PER_PERSON:
-                    raise LimitExceeded(f"a person holds at most {MAX_FACES_PER_PERSON} faces")
+                self._check_face_limit(conn, [person_id] * len(new_faces))
             created = now()
-            ids = self._insert_faces(conn, col, person_id, new_faces, vectors, created)
+            ids = self._insert_faces(
+                conn, col, [person_id] * len(new_faces), new_faces, vectors, created
+            )
             seq = self._log(conn, col.id, ids, "a")
             if record:
                 record(conn)
@@ -366,20 +364,12 @@ class Store:
         """Store many ``(person, face)`` items in one transaction, creating persons as needed."""
         col = self.get_collection(collection)
         vectors = _check_vectors([f for _, f in items], col.embedding_dim)
+        names = list(dict.fromkeys(p for p, _ in items))
         with write_transaction(self._engine) as conn:
-            person_ids: dict[str, int] = {}
-            for name in dict.fromkeys(p for p, _ in items):
-                person_ids[name] = self._ensure_person(
-                    conn, col, name, create=True, consent=consent
-                )
-            created = now()
-            ids = np.zeros(len(items), dtype=np.int64)
-            by_person: dict[int, list[int]] = {}
-            for i, (name, _) in enumerate(items):
-                by_person.setdefault(person_ids[name], []).append(i)
-            for pid, rows in by_person.items():
-                chunk = [items[i][1] for i in rows]
-                ids[rows] = self._insert_faces(conn, col, pid, chunk, vectors[rows], created)
+            person_ids = self._ensure_persons(conn, col, names, consent=consent)
+            owners = [person_ids[name] for name, _ in items]
+            self._check_face_limit(conn, owners)
+            ids = self._insert_faces(conn, col, owners, [f for _, f in items], vectors, now())
             seq = self._log(conn, col.id, ids, "a")
         self.index(col).apply(ids, vectors, np.zeros(0, np.int64), seq)
         return [int(i) for i in ids]
@@ -482,11 +472,67 @@ class Store:
         )
         return int(result.scalar_one())
 
+    def _ensure_persons(
+        self, conn: Connection, col: CollectionRecord, names: Sequence[str], *, consent: str | None
+    ) -> dict[str, int]:
+        """Ids of the named persons, creating the missing ones (in two statements per chunk)."""
+        found: dict[str, int] = {}
+        for lo in range(0, len(names), 500):
+            chunk = list(names[lo : lo + 500])
+            rows = conn.execute(
+                select(persons.c.name, persons.c.id).where(
+                    persons.c.collection_id == col.id, persons.c.name.in_(chunk)
+                )
+            ).all()
+            found.update({str(r[0]): int(r[1]) for r in rows})
+        missing = [n for n in names if n not in found]
+        if missing:
+            for name in missing:
+                _check_name(name, "person")
+            _check_consent(col, consent)
+            created = now()
+            values: list[dict[str, Any]] = [
+                {
+                    "collection_id": col.id,
+                    "name": n,
+                    "metadata": {},
+                    "consent": consent,
+                    "created_at": created,
+                }
+                for n in missing
+            ]
+            result = conn.execute(
+                insert(persons).returning(
+                    persons.c.name, persons.c.id, sort_by_parameter_order=True
+                ),
+                values,
+            )
+            found.update({str(r[0]): int(r[1]) for r in result.all()})
+        return found
+
+    @staticmethod
+    def _check_face_limit(conn: Connection, owners: Sequence[int]) -> None:
+        """Refuse a write that would give any person more than MAX_FACES_PER_PERSON faces."""
+        adding: dict[int, int] = {}
+        for pid in owners:
+            adding[pid] = adding.get(pid, 0) + 1
+        pids = list(adding)
+        for lo in range(0, len(pids), 500):
+            chunk = pids[lo : lo + 500]
+            rows = conn.execute(
+                select(faces.c.person_id, func.count())
+                .where(faces.c.person_id.in_(chunk))
+                .group_by(faces.c.person_id)
+            ).all()
+            existing = {int(r[0]): int(r[1]) for r in rows}
+            if any(existing.get(p, 0) + adding[p] > MAX_FACES_PER_PERSON for p in chunk):
+                raise LimitExceeded(f"a person holds at most {MAX_FACES_PER_PERSON} faces")
+
     @staticmethod
     def _insert_faces(
         conn: Connection,
         col: CollectionRecord,
-        person_id: int | None,
+        person_ids: Sequence[int | None],
         new_faces: Sequence[NewFace],
         vectors: FloatArray,
         created: datetime,
@@ -494,7 +540,7 @@ class Store:
         rows = [
             {
                 "collection_id": col.id,
-                "person_id": person_id,
+                "person_id": person_ids[i],
                 "embedding": vectors[i].tobytes(),
                 "box": f.box,
                 "quality": f.quality,

@@ -1,0 +1,83 @@
+"""The face store end to end: bulk enrolment into SQLite + index, reopen, search latency.
+
+Synthetic 512-d faces (4 per identity, as in ``benchmarks/search.py``) go through
+``Store.add_faces_bulk`` in batches (one transaction each: rows, change log, vectors);
+then the store is closed (index saved), reopened, and single queries are timed through
+``Store.search`` (which also catches up with the database's change log). Prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from faceledger.store import NewFace, Store
+
+
+def gallery(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    ids = rng.normal(size=(n // 4 + 1, 512)).astype(np.float32)
+    faces = np.repeat(ids, 4, axis=0)[:n] + rng.normal(scale=1.0, size=(n, 512)).astype(np.float32)
+    return faces / np.linalg.norm(faces, axis=1, keepdims=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=5_000)
+    args = parser.parse_args()
+    vectors = gallery(args.size)
+    with tempfile.TemporaryDirectory(prefix="faceledger-store-") as tmp:
+        store = Store(Path(tmp))
+        store.create_collection(
+            "bench",
+            model_pack="synthetic",
+            model_id="synthetic@1",
+            embedding_dim=512,
+            require_consent=False,
+        )
+        start = time.perf_counter()
+        for lo in range(0, args.size, args.batch):
+            items = [
+                (f"p{i // 4}", NewFace(embedding=vectors[i]))
+                for i in range(lo, min(lo + args.batch, args.size))
+            ]
+            store.add_faces_bulk("bench", items)
+        enrol_seconds = time.perf_counter() - start
+        store.close()
+        db_bytes = sum(p.stat().st_size for p in Path(tmp).glob("faceledger.db*"))
+        index_bytes = sum(p.stat().st_size for p in (Path(tmp) / "index").iterdir())
+        start = time.perf_counter()
+        store = Store(Path(tmp))
+        col = store.get_collection("bench")
+        store.search(col, vectors[:1], 10)
+        reopen = time.perf_counter() - start
+        times = []
+        for q in vectors[:200:2]:
+            t0 = time.perf_counter()
+            store.search(col, q[None], 10)
+            times.append(time.perf_counter() - t0)
+        store.close()
+    print(
+        json.dumps(
+            {
+                "faces": args.size,
+                "bulk_enrol_faces_per_second": round(args.size / enrol_seconds, 1),
+                "reopen_seconds": round(reopen, 3),
+                "search_p50_ms": round(float(np.percentile(times, 50)) * 1000, 2),
+                "search_p99_ms": round(float(np.percentile(times, 99)) * 1000, 2),
+                "database_bytes_per_face": round(db_bytes / args.size),
+                "index_bytes_per_face": round(index_bytes / args.size),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
