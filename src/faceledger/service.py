@@ -8,10 +8,8 @@ transaction as the change it records.
 from __future__ import annotations
 
 import getpass
-import hashlib
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,17 @@ from faceledger.errors import (
 from faceledger.imaging import ImageLimits
 from faceledger.ledger.audit import Actor, Entry, Ledger
 from faceledger.ledger.keys import IssuedKey, KeyStore, Role
+from faceledger.results import (
+    EnrolledImage,
+    EnrollSummary,
+    FaceResult,
+    GroupedFace,
+    GroupResult,
+    candidates_json,
+    check_search_args,
+    image_sha256,
+    source_name,
+)
 from faceledger.search import operations
 from faceledger.search.ranking import Aggregate, Candidate
 from faceledger.store import NewFace, Store
@@ -46,75 +55,6 @@ BACKGROUND_FACE_AREA = 0.1
 """Faces smaller than this fraction of the largest face's area are treated as background
 when deciding whether an enrolment image holds several faces."""
 LOCAL_ACTOR = Actor(key_id=None, role="local", name=None)
-
-
-@dataclass(frozen=True, slots=True)
-class EnrolledImage:
-    """What enrolment did with one image: the stored face id, or why it was refused."""
-
-    source: str
-    face_id: int | None = None
-    refused: str | None = None
-    reason: str | None = None
-    quality: str | None = None
-    faces_in_image: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class FaceResult:
-    """One detected face of a query image and its ranked candidates."""
-
-    face: Face
-    candidates: list[Candidate]
-
-
-@dataclass(frozen=True, slots=True)
-class GroupedFace:
-    image: str
-    face_index: int
-    box: list[float]
-    person: str | None = None
-    face_id: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class GroupResult:
-    groups: list[list[GroupedFace]]
-    messy_group: list[GroupedFace]
-    threshold: float
-    max_fmr: float
-
-
-@dataclass
-class EnrollSummary:
-    enrolled: list[EnrolledImage] = field(default_factory=list)
-    refused: list[EnrolledImage] = field(default_factory=list)
-
-    @property
-    def counts(self) -> dict[str, int]:
-        reasons: dict[str, int] = {}
-        for r in self.refused:
-            reasons[r.refused or "error"] = reasons.get(r.refused or "error", 0) + 1
-        return {"enrolled": len(self.enrolled), "refused": len(self.refused), **reasons}
-
-
-def image_sha256(image: ImageInput) -> str | None:
-    """SHA-256 of the submitted bytes or file (the ledger keeps this, never the image)."""
-    if isinstance(image, bytes):
-        return hashlib.sha256(image).hexdigest()
-    if isinstance(image, str | Path):
-        digest = hashlib.sha256()
-        with open(image, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-        return digest.hexdigest()
-    if isinstance(image, np.ndarray):
-        return hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
-    return None
-
-
-def _source_name(image: ImageInput, index: int) -> str:
-    return str(image) if isinstance(image, str | Path) else f"upload-{index}"
 
 
 class FaceService:
@@ -389,7 +329,7 @@ class FaceService:
         names = (
             list(sources)
             if sources is not None
-            else [_source_name(im, i) for i, im in enumerate(images)]
+            else [source_name(im, i) for i, im in enumerate(images)]
         )
         outcomes: list[EnrolledImage | None] = []
         accepted: list[tuple[int, NewFace, str]] = []
@@ -521,7 +461,7 @@ class FaceService:
         With ``aligned`` the image is an already aligned face crop (no detection).
         """
         self._check_purpose(purpose)
-        _check_search_args(top, max_fmr)
+        check_search_args(top, max_fmr)
         col, engine = self.collection_engine(collection)
         faces = [engine.embed_aligned_face(image)] if aligned else engine.embed(image)
         faces = faces[: self.settings.max_faces_per_image]
@@ -544,7 +484,7 @@ class FaceService:
                 case_ref=case_ref,
                 image_sha256=image_sha256(image),
                 request={"top": top, "max_fmr": max_fmr},
-                result={"faces": [_candidates_json(r.candidates) for r in results]},
+                result={"faces": [candidates_json(r.candidates) for r in results]},
             ),
         )
         return results
@@ -567,7 +507,7 @@ class FaceService:
         Recorded in the ledger as one entry (``operation``) like any identify.
         """
         self._check_purpose(purpose)
-        _check_search_args(top, max_fmr)
+        check_search_args(top, max_fmr)
         col, engine = self.collection_engine(collection)
         queries = np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1, col.embedding_dim)
         cal = engine.pack.require_calibration()
@@ -585,7 +525,7 @@ class FaceService:
                     "max_fmr": max_fmr,
                     **(request or {}),
                 },
-                result={"queries": [_candidates_json(c) for c in ranked]},
+                result={"queries": [candidates_json(c) for c in ranked]},
             ),
         )
         return ranked
@@ -606,7 +546,7 @@ class FaceService:
         if mode not in ("matchPerson", "matchFace"):
             raise InvalidArgument("mode must be matchPerson or matchFace")
         self._check_purpose(purpose)
-        _check_search_args(top, max_fmr)
+        check_search_args(top, max_fmr)
         col, engine = self.collection_engine(collection)
         face = engine.embed_largest(image)
         assert face.embedding is not None
@@ -628,7 +568,7 @@ class FaceService:
                 case_ref=case_ref,
                 image_sha256=image_sha256(image),
                 request={"mode": mode, "top": top, "max_fmr": max_fmr},
-                result={"faces": _candidates_json(found)},
+                result={"faces": candidates_json(found)},
             ),
         )
         return FaceResult(face, found)
@@ -646,7 +586,7 @@ class FaceService:
     ) -> operations.PersonMatch:
         """Is the image's largest face this enrolled person? Compared with all their faces."""
         self._check_purpose(purpose)
-        _check_search_args(1, max_fmr)
+        check_search_args(1, max_fmr)
         _, engine = self.collection_engine(collection)
         face = engine.embed_largest(image)
         assert face.embedding is not None
@@ -713,7 +653,7 @@ class FaceService:
         names = (
             list(sources)
             if sources is not None
-            else [_source_name(im, i) for i, im in enumerate(images)]
+            else [source_name(im, i) for i, im in enumerate(images)]
         )
         refs: list[GroupedFace] = []
         if collection is not None:
@@ -759,20 +699,6 @@ class FaceService:
             ),
         )
         return result
-
-
-def _check_search_args(top: int, max_fmr: float) -> None:
-    if not 1 <= top <= 1000:
-        raise InvalidArgument("top must be between 1 and 1000")
-    if not 0.0 < max_fmr < 1.0:
-        raise InvalidArgument("max_fmr must be in (0, 1)")
-
-
-def _candidates_json(candidates: Sequence[Candidate]) -> list[dict[str, Any]]:
-    return [
-        {"person": c.person, "face_id": c.face_id, "similarity": c.similarity, "fmr": c.fmr}
-        for c in candidates
-    ]
 
 
 def local_actor() -> Actor:

@@ -9,7 +9,8 @@ import typer
 
 from faceledger.cli.common import emit, face_json, fail_cleanly, progress_bar
 from faceledger.cli.context import open_service
-from faceledger.service import FaceResult, local_actor
+from faceledger.results import FaceResult
+from faceledger.service import local_actor
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 PurposeOpt = Annotated[
