@@ -131,30 +131,28 @@ class Engine:
             raise NoFace("no face found in the image")
         return faces[0]
 
+    def _aligned_crop(self, image: ImageInput) -> UInt8Image:
+        """A decoded aligned crop at the recogniser's size (resized when it is not)."""
+        rgb = self.load(image)
+        size = self._pipeline.aligned_size
+        if rgb.shape[:2] != (size, size):
+            rgb = np.asarray(cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA), np.uint8)
+        return rgb
+
     def embed_aligned(self, images: Sequence[ImageInput]) -> FloatArray:
         """Embeddings ``(n, dim)`` of already aligned face crops, without detection.
 
         Crops that are not the recogniser's size (112 px) are resized to it.
         """
-        size = self._pipeline.aligned_size
-        crops = []
-        for image in images:
-            rgb = self.load(image)
-            if rgb.shape[:2] != (size, size):
-                rgb = np.asarray(
-                    cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA), np.uint8
-                )
-            crops.append(rgb)
+        crops = [self._aligned_crop(image) for image in images]
         if not crops:
             return np.zeros((0, self.pack.embedding_dim), dtype=np.float32)
         return self._pipeline.embed_aligned(np.stack(crops))
 
     def embed_aligned_face(self, image: ImageInput) -> Face:
         """An already aligned crop as a face: template landmarks, quality, embedding."""
-        rgb = self.load(image)
+        rgb = self._aligned_crop(image)
         size = self._pipeline.aligned_size
-        if rgb.shape[:2] != (size, size):
-            rgb = np.asarray(cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA), np.uint8)
         landmarks = (ARCFACE_TEMPLATE * (size / 112.0)).astype(np.float32)
         emb = self._pipeline.embed_aligned(rgb[None])[0]
         return Face(

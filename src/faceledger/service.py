@@ -47,6 +47,7 @@ from faceledger.results import (
 from faceledger.search import operations
 from faceledger.search.ranking import Aggregate, Candidate
 from faceledger.store import NewFace, Store
+from faceledger.store.db import write_transaction
 from faceledger.store.repository import CollectionRecord, PersonRecord
 from faceledger.types import Comparison, Face
 
@@ -103,6 +104,11 @@ class FaceService:
             )
         return col, engine
 
+    def threshold(self, collection: str, max_fmr: float) -> float:
+        """The similarity threshold of a collection's pack for a stated false match rate."""
+        _, engine = self.collection_engine(collection)
+        return engine.pack.require_calibration().threshold_for(max_fmr)
+
     def _audit(self, actor: Actor, entry: Entry) -> Callable[[Connection], None]:
         """A hook that appends ``entry`` inside the store's write transaction."""
 
@@ -113,8 +119,6 @@ class FaceService:
 
     def _record(self, actor: Actor, entry: Entry) -> None:
         """Write a ledger entry for an operation that changes nothing else (a search)."""
-        from faceledger.store.db import write_transaction
-
         with write_transaction(self.store.engine) as conn:
             self.ledger.append(conn, actor, entry)
         self.ledger.write_head()
@@ -245,8 +249,6 @@ class FaceService:
         self, role: Role, *, name: str | None = None, actor: Actor = LOCAL_ACTOR
     ) -> IssuedKey:
         """Issue an API key (its secret is returned once); the issue is audited."""
-        from faceledger.store.db import write_transaction
-
         with write_transaction(self.store.engine) as conn:
             issued = self.keys.create(role, name=name, conn=conn)
             entry = Entry(
@@ -257,8 +259,6 @@ class FaceService:
         return issued
 
     def revoke_key(self, key_id: str, *, actor: Actor = LOCAL_ACTOR) -> None:
-        from faceledger.store.db import write_transaction
-
         with write_transaction(self.store.engine) as conn:
             self.keys.revoke(key_id, conn=conn)
             self.ledger.append(conn, actor, Entry("key.revoke", request={"key_id": key_id}))

@@ -456,21 +456,16 @@ class Store:
         create: bool,
         consent: str | None,
     ) -> int:
-        row = conn.execute(
-            select(persons.c.id).where(persons.c.collection_id == col.id, persons.c.name == name)
-        ).first()
-        if row is not None:
-            return int(row[0])
         if not create:
-            raise NotFound(f"person {name!r} not found in {col.name!r}")
-        _check_name(name, "person")
-        _check_consent(col, consent)
-        result = conn.execute(
-            insert(persons)
-            .values(collection_id=col.id, name=name, metadata={}, consent=consent, created_at=now())
-            .returning(persons.c.id)
-        )
-        return int(result.scalar_one())
+            row = conn.execute(
+                select(persons.c.id).where(
+                    persons.c.collection_id == col.id, persons.c.name == name
+                )
+            ).first()
+            if row is None:
+                raise NotFound(f"person {name!r} not found in {col.name!r}")
+            return int(row[0])
+        return self._ensure_persons(conn, col, [name], consent=consent)[name]
 
     def _ensure_persons(
         self, conn: Connection, col: CollectionRecord, names: Sequence[str], *, consent: str | None

@@ -75,11 +75,7 @@ def identify(
         case_ref=case,
         actor=actor_of(key),
     )
-    threshold = (
-        service.engine(service.store.get_collection(collection).model_pack)
-        .pack.require_calibration()
-        .threshold_for(max_fmr)
-    )
+    threshold = service.threshold(collection, max_fmr)
     return IdentifyResponse(
         faces=[
             IdentifiedFace(
