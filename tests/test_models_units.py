@@ -76,12 +76,12 @@ def test_grade_thresholds() -> None:
 def test_prelu_rewrite_is_exact_and_keeps_the_pinned_hash() -> None:
     import onnxruntime as ort
 
-    from faceledger.models.graph import prelu_as_max
+    from faceledger.models.graph import fast_prelu
     from faceledger.models.packs import load_pack
     from faceledger.models.session import open_session
 
     path = next(f.path for f in load_pack("default").files if f.role == "recognizer")
-    assert prelu_as_max(path) is not None  # w600k_mbf has PRelu layers to rewrite
+    assert fast_prelu(path) is not None  # w600k_mbf has PRelu layers to rewrite
     options = ort.SessionOptions()
     options.log_severity_level = 3
     plain = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
