@@ -142,3 +142,28 @@ def test_quality_grades_small_faces_low(engine: Engine, faces_dir: Path) -> None
     small = engine.load(faces_dir / "faceapi_bbt/identities/sheldon/sheldon1.png")[::6, ::6]
     faces = engine.detect(np.ascontiguousarray(small), min_face_size=0)
     assert all(f.quality.grade == "low" for f in faces)
+
+
+def test_parallel_embedding_matches_one_image_at_a_time(engine: Engine, faces_dir: Path) -> None:
+    """embed_many splits group photos into recogniser batches over the workers (and a
+    single call batches too); the faces must come out as from a plain one-by-one run."""
+    images = [
+        faces_dir / "insightface_pkg/group/t1.jpg",  # 6 faces: two recogniser batches
+        faces_dir / "faceapi_bbt/test_images/white.png",  # no face
+        *sorted((faces_dir / "faceapi_bbt/group").glob("*.jpg")),
+    ]
+    parallel = Engine("default", workers=2)
+    try:
+        together = list(parallel.embed_many(images))
+        with pytest.raises(CorruptImage):
+            list(parallel.embed_many([images[0], b"\xff\xd8\xff\xe0 not a jpeg"]))
+    finally:
+        parallel.close()
+    assert [len(f) for f in together][:2] == [6, 0]
+    for path, faces in zip(images, together, strict=True):
+        alone = engine.embed(path)  # one image, sequentially
+        assert [f.box for f in faces] == [f.box for f in alone]
+        assert [f.quality for f in faces] == [f.quality for f in alone]
+        for a, b in zip(faces, alone, strict=True):
+            assert a.embedding is not None and b.embedding is not None
+            np.testing.assert_allclose(a.embedding, b.embedding, atol=1e-5)
