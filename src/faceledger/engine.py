@@ -51,6 +51,10 @@ def _batches(crops: UInt8Image) -> list[UInt8Image]:
     return list(np.array_split(crops, count)) if count else []
 
 
+def _no_embeddings(engine: Engine) -> FloatArray:
+    return np.zeros((0, engine.pack.embedding_dim), dtype=np.float32)
+
+
 def similarity(a: FloatArray, b: FloatArray) -> float:
     """Cosine similarity of two L2-normalised embeddings."""
     return float(np.dot(a, b))
@@ -124,8 +128,13 @@ class Engine:
             qualities.append(assess(crops[i], det.landmarks[i], face_size=min(x2 - x1, y2 - y1)))
         return _Located(det, crops, qualities)
 
-    def _load_and_locate(self, image: ImageInput) -> _Located:
-        return self._locate(self.load(image), None)
+    def _locate_and_embed_first(self, image: ImageInput) -> tuple[_Located, FloatArray]:
+        """Decode and locate, then embed the first recogniser batch (all faces of most
+        photos) in the same worker; ``embed_many`` hands out any further batches."""
+        located = self._locate(self.load(image), None)
+        batches = _batches(located.crops)
+        first = self._pipeline.embed_aligned(batches[0]) if batches else _no_embeddings(self)
+        return located, first
 
     def _embed_crops(self, crops: UInt8Image) -> FloatArray:
         """Embeddings of aligned crops, run in recogniser batches of the fastest size."""
@@ -275,18 +284,17 @@ class Engine:
 
     def _embed_pipelined(self, images: Iterator[ImageInput]) -> Iterator[list[Face]]:
         pool = self._executor()
-        ahead = deque(
-            pool.submit(self._load_and_locate, i) for i in islice(images, 2 * self.workers)
-        )
+        start = self._locate_and_embed_first
+        ahead = deque(pool.submit(start, image) for image in islice(images, 2 * self.workers))
         while ahead:
-            located = ahead.popleft().result()
+            located, first = ahead.popleft().result()
             for image in islice(images, 1):
-                ahead.append(pool.submit(self._load_and_locate, image))
-            batches = [
-                pool.submit(self._pipeline.embed_aligned, c) for c in _batches(located.crops)
+                ahead.append(pool.submit(start, image))
+            rest = [
+                pool.submit(self._pipeline.embed_aligned, c) for c in _batches(located.crops)[1:]
             ]
-            embeddings = np.concatenate([b.result() for b in batches]) if batches else None
-            yield self._faces(located, embeddings)
+            embeddings = np.concatenate([first, *(r.result() for r in rest)])
+            yield self._faces(located, embeddings if len(located.crops) else None)
 
     def close(self) -> None:
         """Stop the worker threads."""
