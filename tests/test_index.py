@@ -25,6 +25,7 @@ CONFIGS: list[tuple[str, dict[str, Any]]] = [
     ("hnsw", {}),  # the defaults: sq8, m=48
     ("hnsw", {"storage": "f16", **SMALL}),
     ("hnsw", {"storage": "f32", **SMALL}),
+    ("hnsw", {"shards": 3, **SMALL}),
     ("auto", {"threshold": 40, **SMALL}),
     ("auto", {"threshold": 40, "dtype": "float16", "storage": "f16", **SMALL}),
 ]
@@ -197,6 +198,35 @@ def test_hnsw_compacts_tombstones() -> None:
     assert (index.search(x[:50], 1).ids[:, 0] == ids[:50]).all()
 
 
+def test_sharded_hnsw_balances_merges_and_reloads(tmp_path: Path) -> None:
+    """Shards split each batch, a single query searches them in parallel threads and the
+    merged top-k equals the exact one (float32 codes, a beam wider than the data)."""
+    x, ids = unit(900, 64, seed=10), np.arange(900, dtype=np.int64) * 5
+    index = HnswIndex(64, storage="f32", shards=2, ef_search=400, **SMALL)
+    index.add(ids[:401], x[:401])
+    index.add(ids[401:], x[401:])
+    assert [int(g.ntotal) for g in index._graphs] == [450, 450]
+    exact = make_index("exact", 64)
+    exact.add(ids, x)
+    q = unit(20, 64, seed=11)
+    for one in range(3):  # single queries take the parallel path
+        got, want = index.search(q[one : one + 1], 10), exact.search(q[one : one + 1], 10)
+        assert got.ids.tolist() == want.ids.tolist()
+        np.testing.assert_allclose(got.scores, want.scores, atol=1e-5)
+    assert index.search(q, 10).ids.tolist() == exact.search(q, 10).ids.tolist()
+    fresh = unit(5, 64, seed=12)
+    index.add(ids[:5], fresh)  # replace: old nodes become tombstones in their shard
+    index.remove(ids[600:610])
+    assert len(index) == 890 and index.tombstones == 15 and ids[600] not in index
+    assert (index.search(fresh, 1).ids[:, 0] == ids[:5]).all()
+    assert not set(index.search(x[600:610], 10).ids.ravel().tolist()) & set(ids[600:610])
+    index.save(tmp_path / "s.idx")
+    loaded = load_index(tmp_path / "s.idx")
+    assert isinstance(loaded, HnswIndex) and loaded.shards == 2 and len(loaded) == 890
+    assert loaded.search(q, 10).ids.tolist() == index.search(q, 10).ids.tolist()
+    assert loaded.tombstones == 15 and sorted(loaded.ids().tolist()) == sorted(index.ids().tolist())
+
+
 BAD_INPUTS = [
     ("dim", lambda x: x[:, :-1].copy()),
     ("float64", lambda x: x.astype(np.float64)),
@@ -307,3 +337,30 @@ def test_id_map_matches_dict(ops: list[tuple[bool, list[int]]]) -> None:
         assert len(idmap) == len(model)
     probe = np.arange(45, dtype=np.int64)
     assert idmap.get(probe).tolist() == [model.get(k, -1) for k in range(45)]
+
+
+def test_rerank_orders_the_candidate_pool_by_exact_score() -> None:
+    from faceledger.index.rerank import rerank
+
+    x, q = unit(2000, 64, seed=8), unit(50, 64, seed=9)
+    ids = np.arange(2000, dtype=np.int64) * 3 + 7  # ids are not positions
+    approx = make_index("hnsw", 64, **SMALL)
+    approx.add(ids, x)
+    pool = approx.search(q, 32)
+
+    def source(wanted: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        rows = x[(wanted - 7) // 3].copy()
+        rows[wanted % 2 == 0] = np.nan  # even ids: deleted since the search
+        return rows
+
+    got = rerank(q, pool, source, 10)
+    assert got.ids.shape == (50, 10) and got.scores.dtype == np.float32
+    for i in range(50):
+        live = [int(c) for c in pool.ids[i] if c >= 0 and c % 2]
+        exact = sorted(((float(q[i] @ x[(c - 7) // 3]), c) for c in live), reverse=True)[:10]
+        assert got.ids[i, : len(exact)].tolist() == [c for _, c in exact]
+        np.testing.assert_allclose(got.scores[i, : len(exact)], [s for s, _ in exact], atol=1e-6)
+        assert (got.ids[i, len(exact) :] == -1).all()
+    assert ((got.ids % 2 != 0) | (got.ids == -1)).all()
+    empty = rerank(q[:2], make_index("hnsw", 64).search(q[:2], 5), source, 3)
+    assert (empty.ids == -1).all() and np.isneginf(empty.scores).all()

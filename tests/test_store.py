@@ -252,3 +252,24 @@ def test_person_paging_and_limits(tmp_path: Path) -> None:
     with pytest.raises(LimitExceeded):
         store.add_faces("c", "p000", [NewFace(embedding=unit(1000 + i)) for i in range(250)])
     store.close()
+
+
+def test_approximate_index_results_are_reranked_by_stored_embeddings(tmp_path: Path) -> None:
+    store = new_store(tmp_path / "r", index_kind="hnsw")
+    col = store.get_collection("c")
+    items = [(f"p{i // 4}", NewFace(embedding=unit(100 + i))) for i in range(400)]
+    ids = store.add_faces_bulk("c", items)
+    assert store.index(col)._index.approximate
+    vectors = np.stack([f.embedding for _, f in items])
+    queries = np.stack([unit(100 + i) + 0.5 * unit(900 + i) for i in range(0, 400, 40)])
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    found = store.search(col, queries.astype(np.float32), 5)
+    position = {fid: i for i, fid in enumerate(ids)}
+    for q, row, scores in zip(queries, found.ids, found.scores, strict=True):
+        exact = vectors[[position[int(f)] for f in row]] @ q
+        np.testing.assert_allclose(scores, exact, atol=1e-5)  # exact, not 8-bit, scores
+        assert (np.diff(scores) <= 0).all()
+    store.delete_face("c", int(found.ids[0, 0]))
+    again = store.search(col, queries[:1].astype(np.float32), 5)
+    assert int(found.ids[0, 0]) not in again.ids[0].tolist()
+    store.close()

@@ -21,7 +21,14 @@ from faceledger.errors import InvalidArgument, StoreError
 from faceledger.index.base import IdArray, SearchResult, VectorArray
 from faceledger.index.exact import ExactIndex, StorageDtype
 from faceledger.index.factory import check_dim, read_index_file
-from faceledger.index.hnsw import HnswIndex, Storage
+from faceledger.index.hnsw import (
+    DEFAULT_EF_CONSTRUCTION,
+    DEFAULT_EF_SEARCH,
+    DEFAULT_M,
+    DEFAULT_SHARDS,
+    HnswIndex,
+    Storage,
+)
 
 DEFAULT_THRESHOLD = 20_000
 _CHUNK = 65536
@@ -31,7 +38,8 @@ class AutoIndex:
     """Exact below ``threshold`` faces, HNSW above; the same interface throughout.
 
     ``dtype`` is the exact index's storage ("float32"/"float16"); ``storage``, ``m``,
-    ``ef_construction``, ``ef_search`` and ``compact_fraction`` configure the HNSW index.
+    ``ef_construction``, ``ef_search``, ``compact_fraction`` and ``shards`` configure the
+    HNSW index.
     """
 
     def __init__(
@@ -41,10 +49,11 @@ class AutoIndex:
         threshold: int = DEFAULT_THRESHOLD,
         dtype: StorageDtype = "float32",
         storage: Storage = "sq8",
-        m: int = 64,
-        ef_construction: int = 96,
-        ef_search: int = 256,
+        m: int = DEFAULT_M,
+        ef_construction: int = DEFAULT_EF_CONSTRUCTION,
+        ef_search: int = DEFAULT_EF_SEARCH,
         compact_fraction: float = 0.5,
+        shards: int = DEFAULT_SHARDS,
     ) -> None:
         self._dim = check_dim(dim)
         if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
@@ -57,6 +66,7 @@ class AutoIndex:
             "ef_construction": ef_construction,
             "ef_search": ef_search,
             "compact_fraction": compact_fraction,
+            "shards": shards,
         }
         HnswIndex(self._dim, **self._hnsw_opts)  # validate the options now, not at migration
         self._inner: ExactIndex | HnswIndex = ExactIndex(self._dim, dtype=dtype)
@@ -64,6 +74,10 @@ class AutoIndex:
     @property
     def dim(self) -> int:
         return self._dim
+
+    @property
+    def approximate(self) -> bool:
+        return self._inner.approximate
 
     @property
     def threshold(self) -> int:

@@ -162,6 +162,11 @@ class ExactIndex:
         return self._dim
 
     @property
+    def approximate(self) -> bool:
+        """False: every vector is scored (float16 storage errs by about 1e-4 at most)."""
+        return False
+
+    @property
     def dtype(self) -> StorageDtype:
         return self._dtype
 

@@ -6,12 +6,29 @@ show immediately. Replacing an id tombstones the old node and inserts a new one.
 than ``compact_fraction`` of the nodes are tombstones the graph is rebuilt from the live
 vectors (:meth:`HnswIndex.compact`).
 
-Defaults (sq8, m=64, ef_construction=96, ef_search=256) measured on 1M synthetic 512-d
-faces, 2 cores (``benchmarks/search.py``): 1.07 KB/face in memory, 1.05 KB/face on disk,
-reopen 0.7 s, single-query p50 4.9 ms, 99.7% of the probe's own mates found (97.5% of the
-exact top-10 above the 1e-4 FMR threshold, which at 1M also holds near-threshold
-impostors), insertion 2.0 CPU-ms per face (~950 faces/s on 2 cores). m=48 inserts 1.6x
-faster but finds only 98.3% of own mates at ef_search=384 (4.5 ms).
+The graph can be split into ``shards`` (default 2, one per core here): each batch added is
+divided between them, and a single query searches every shard at once on its own thread
+(FAISS releases the GIL), merging the results. Two graphs of n/2 are cheaper to build than
+one of n and each is easier to search, so at the same wall-clock latency a query reaches
+more of its true neighbours; a query then occupies both cores for its few milliseconds.
+
+Measured on 1M synthetic 512-d faces, 2 cores (``benchmarks/search.py``; results
+re-ranked exactly from a 32-candidate pool, as the store does, except the first row).
+Insertion rate, then mate recall (the exact top 10 above the 1e-4 FMR threshold) and p50
+single-query latency at efSearch 384:
+
+=======================  ========  ====================================
+codes, m, shards         faces/s   mate recall / p50
+=======================  ========  ====================================
+sq8, m=64, 1 shard       945       0.975 / 4.9 ms (efSearch 256)
+sq8, m=32 (efC 64), 1    2,801     0.959 / 3.4 ms
+sq8, m=48, 1 shard       1,683     0.981 / 5.0 ms (0.991 needs 640: 9.3 ms)
+f16, m=48, 2 shards      1,811     0.990 / 4.8 ms (1.46 KB/face)
+sq8, m=48, 2 shards      2,040     0.993 / 4.0 ms (p99 5.9 ms)
+=======================  ========  ====================================
+
+Defaults are the last row: sq8 codes, m=48, ef_construction=96, ef_search=384, 2 shards;
+0.94 KB per face in memory, 0.92 KB on disk, reopen 0.7 s.
 """
 
 from __future__ import annotations
@@ -23,6 +40,8 @@ import os
 # passive waiting made it faster. Only takes effect if OpenMP is not loaded yet.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -51,6 +70,25 @@ _QTYPES = {"f16": faiss.ScalarQuantizer.QT_fp16, "sq8": faiss.ScalarQuantizer.QT
 _CODE_BYTES = {"f16": 2, "sq8": 1, "f32": 4}
 _CHUNK = 65536
 
+DEFAULT_M = 48
+DEFAULT_EF_CONSTRUCTION = 96
+DEFAULT_EF_SEARCH = 384
+DEFAULT_SHARDS = 2
+"""Defaults chosen on 1M synthetic faces, 2 cores (``benchmarks/search.py``; module doc)."""
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _search_pool() -> ThreadPoolExecutor:
+    """Threads that search the shards of one query in parallel (FAISS releases the GIL)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="faceledger-hnsw")
+        return _POOL
+
 
 def _positive(name: str, value: object, low: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
@@ -75,10 +113,11 @@ class HnswIndex:
         dim: int,
         *,
         storage: Storage = "sq8",
-        m: int = 64,
-        ef_construction: int = 96,
-        ef_search: int = 256,
+        m: int = DEFAULT_M,
+        ef_construction: int = DEFAULT_EF_CONSTRUCTION,
+        ef_search: int = DEFAULT_EF_SEARCH,
         compact_fraction: float = 0.5,
+        shards: int = DEFAULT_SHARDS,
     ) -> None:
         self._dim = check_dim(dim)
         if storage not in _CODE_BYTES:
@@ -90,12 +129,15 @@ class HnswIndex:
         self._ef_construction = _positive("ef_construction", ef_construction)
         self._ef_search = _positive("ef_search", ef_search)
         self._compact_fraction = float(compact_fraction)
+        self._shards = _positive("shards", shards)
         self._ranges: npt.NDArray[np.float32] | None = None  # sq8 (vmin, vdiff) once set
-        self._index: Any = self._new_faiss()
-        self._labels: IdArray = np.empty(0, dtype=np.int64)  # faiss label -> id, -1 = tombstone
+        self._graphs: list[Any] = [self._new_faiss() for _ in range(self._shards)]
+        # Global label of shard s's local label l: l * shards + s. _labels maps it to the id
+        # (-1: tombstone or unused slot), _map the id back to its global label.
+        self._labels: IdArray = np.empty(0, dtype=np.int64)
         self._map = IdMap()
         self._dead = 0
-        self._bitmap: npt.NDArray[np.uint8] | None = None
+        self._bitmaps: list[npt.NDArray[np.uint8] | None] = [None] * self._shards
 
     def _new_faiss(self) -> Any:
         ip = faiss.METRIC_INNER_PRODUCT
@@ -121,13 +163,18 @@ class HnswIndex:
         floor = min(1.0, 6.0 / np.sqrt(self._dim))
         r = np.clip(1.25 * np.abs(vectors).max(axis=0), floor, 1.0).astype(np.float32)
         self._ranges = np.concatenate([-r, 2 * r]).astype(np.float32)
-        self._install_ranges(self._index)
+        for graph in self._graphs:
+            self._install_ranges(graph)
 
     # ------------------------------------------------------------------ protocol
 
     @property
     def dim(self) -> int:
         return self._dim
+
+    @property
+    def approximate(self) -> bool:
+        return True
 
     @property
     def storage(self) -> Storage:
@@ -140,7 +187,21 @@ class HnswIndex:
     @ef_search.setter
     def ef_search(self, value: int) -> None:
         self._ef_search = _positive("ef_search", value)
-        self._index.hnsw.efSearch = self._ef_search
+        for graph in self._graphs:
+            graph.hnsw.efSearch = self._ef_search
+
+    @property
+    def shards(self) -> int:
+        return self._shards
+
+    @property
+    def _ntotal(self) -> int:
+        """Graph nodes in all shards, live or tombstoned."""
+        return sum(int(graph.ntotal) for graph in self._graphs)
+
+    def _shard_labels(self, shard: int) -> IdArray:
+        """The id (or -1) of each node of one shard, by local label."""
+        return self._labels[shard :: self._shards][: int(self._graphs[shard].ntotal)]
 
     @property
     def tombstones(self) -> int:
@@ -150,29 +211,33 @@ class HnswIndex:
     @property
     def nbytes(self) -> int:
         """Approximate memory held: codes, graph links, levels/offsets, id arrays."""
-        n = int(self._index.ntotal)
-        graph = int(self._index.hnsw.neighbors.size()) * 4 + n * 12
+        n = self._ntotal
+        graph = sum(int(g.hnsw.neighbors.size()) for g in self._graphs) * 4 + n * 12
         codes = n * self._dim * _CODE_BYTES[self._storage]
         return codes + graph + self._labels.nbytes + self._map.nbytes
 
     def __len__(self) -> int:
-        return int(self._index.ntotal) - self._dead
+        return self._ntotal - self._dead
 
     def __contains__(self, key: object) -> bool:
         k = as_key(key)
         return k is not None and self._map.get_one(k) >= 0
 
     def ids(self) -> IdArray:
-        labels = self._labels[: self._index.ntotal]
-        return labels[labels >= 0].copy()
+        return self._labels[self._labels >= 0].copy()
 
     def vectors(self) -> tuple[IdArray, VectorArray]:
         """Live ids and their decoded vectors (float16/sq8 codes widened); O(n·dim)."""
-        live = np.flatnonzero(self._labels[: self._index.ntotal] >= 0).astype(np.int64)
-        out = np.empty((live.shape[0], self._dim), dtype=np.float32)
-        for a in range(0, live.shape[0], _CHUNK):
-            out[a : a + _CHUNK] = self._index.reconstruct_batch(live[a : a + _CHUNK])
-        return self._labels[live].copy(), out
+        ids, out = [], []
+        for shard, graph in enumerate(self._graphs):
+            labels = self._shard_labels(shard)
+            live = np.flatnonzero(labels >= 0).astype(np.int64)
+            for a in range(0, live.shape[0], _CHUNK):
+                out.append(graph.reconstruct_batch(live[a : a + _CHUNK]))
+            ids.append(labels[live])
+        if not out:
+            return np.empty(0, np.int64), np.empty((0, self._dim), np.float32)
+        return np.concatenate(ids), np.concatenate(out).astype(np.float32, copy=False)
 
     def add(self, ids: IdArray, vectors: VectorArray) -> None:
         """Insert (or replace) vectors. Cost: one HNSW insertion per vector, about
@@ -185,23 +250,33 @@ class HnswIndex:
         if self._storage == "sq8" and self._ranges is None:
             self._train(vectors)
         self._tombstone(self._map.get(ids))
-        start = int(self._index.ntotal)
-        self._index.add(vectors)
-        labels = np.arange(start, start + ids.shape[0], dtype=np.int64)
-        if self._labels.shape[0] < self._index.ntotal:
-            grown = np.full(max(self._index.ntotal, start + start // 2, 64), -1, np.int64)
-            grown[:start] = self._labels[:start]
+        # Near-equal contiguous parts, the largest to the smallest shard.
+        parts = sorted(np.array_split(np.arange(ids.shape[0]), self._shards), key=len)[::-1]
+        order = sorted(range(self._shards), key=lambda s: int(self._graphs[s].ntotal))
+        for shard, part in zip(order, parts, strict=True):
+            if part.shape[0]:
+                self._add_to(shard, ids[part], vectors[part])
+
+    def _add_to(self, shard: int, ids: IdArray, vectors: VectorArray) -> None:
+        graph = self._graphs[shard]
+        start = int(graph.ntotal)
+        graph.add(np.ascontiguousarray(vectors))
+        labels = np.arange(start, start + ids.shape[0], dtype=np.int64) * self._shards + shard
+        needed = int(labels[-1]) + 1
+        if self._labels.shape[0] < needed:
+            grown = np.full(max(needed, self._labels.shape[0] * 3 // 2, 64), -1, np.int64)
+            grown[: self._labels.shape[0]] = self._labels
             self._labels = grown
         self._labels[labels] = ids
         self._map.set(ids, labels)
-        self._bitmap = None
+        self._bitmaps[shard] = None
 
     def remove(self, ids: IdArray) -> int:
         """Tombstone present ids; O(b log n), plus a rebuild (:meth:`compact`) once more than
         ``compact_fraction`` of the nodes are tombstones."""
         ids = check_ids(ids, unique=False)
         removed = self._tombstone(self._map.pop(np.unique(ids)))
-        if self._dead > self._compact_fraction * self._index.ntotal:
+        if self._dead > self._compact_fraction * self._ntotal:
             self.compact()
         return removed
 
@@ -209,7 +284,8 @@ class HnswIndex:
         labels = labels[labels >= 0]
         self._labels[labels] = -1
         self._dead += labels.shape[0]
-        self._bitmap = None
+        for shard in np.unique(labels % self._shards).tolist():
+            self._bitmaps[shard] = None
         return int(labels.shape[0])
 
     def compact(self) -> None:
@@ -218,37 +294,63 @@ class HnswIndex:
         if not self._dead:
             return
         ids, vecs = self.vectors()
-        self._index = self._new_faiss()
+        self._graphs = [self._new_faiss() for _ in range(self._shards)]
         self._labels = np.empty(0, dtype=np.int64)
-        self._map, self._dead, self._bitmap = IdMap(), 0, None
+        self._map, self._dead, self._bitmaps = IdMap(), 0, [None] * self._shards
         for a in range(0, ids.shape[0], _CHUNK):
             chunk = vecs[a : a + _CHUNK]
             chunk /= np.linalg.norm(chunk, axis=1, keepdims=True)
             self.add(ids[a : a + _CHUNK], chunk)
 
     def search(self, queries: VectorArray, k: int) -> SearchResult:
-        """Approximate top-k: about O(ef_search · m · log n · dim) per query, one core per
-        query (a batch of queries uses all cores)."""
+        """Approximate top-k: about O(ef_search · m · log n · dim) per query and shard. A
+        single query searches the shards in parallel threads; a batch of queries runs the
+        shards one after another, each spreading the queries over all cores."""
         queries = check_vectors(queries, self._dim, "queries")
         k = check_k(k)
         q = queries.shape[0]
         if not len(self) or not q:
             return empty_result(q, k)
+        if self._shards > 1 and q == 1:  # the other shards on pool threads, the first here
+            pool = _search_pool()
+            others = [
+                pool.submit(self._search_shard, s, queries, k) for s in range(1, self._shards)
+            ]
+            found = [self._search_shard(0, queries, k), *(f.result() for f in others)]
+        else:
+            found = [self._search_shard(s, queries, k) for s in range(self._shards)]
+        if len(found) == 1:
+            ids, scores = found[0]
+        else:
+            all_ids = np.concatenate([f[0] for f in found], axis=1)
+            all_scores = np.concatenate([f[1] for f in found], axis=1)
+            best = np.argsort(-all_scores, axis=1, kind="stable")[:, :k]
+            ids = np.take_along_axis(all_ids, best, axis=1)
+            scores = np.take_along_axis(all_scores, best, axis=1)
+        return SearchResult(ids=ids, scores=scores)
+
+    def _search_shard(
+        self, shard: int, queries: VectorArray, k: int
+    ) -> tuple[IdArray, npt.NDArray[np.float32]]:
+        graph = self._graphs[shard]
+        if not graph.ntotal:
+            return empty_result(queries.shape[0], k).ids, empty_result(queries.shape[0], k).scores
         params = faiss.SearchParametersHNSW()
         params.efSearch = max(self._ef_search, k)
         sel = None
         if self._dead:
-            if self._bitmap is None:
-                live = self._labels[: self._index.ntotal] >= 0
-                self._bitmap = np.packbits(live, bitorder="little")
-            sel = faiss.IDSelectorBitmap(int(self._index.ntotal), faiss.swig_ptr(self._bitmap))
+            bitmap = self._bitmaps[shard]
+            if bitmap is None:
+                bitmap = np.packbits(self._shard_labels(shard) >= 0, bitorder="little")
+                self._bitmaps[shard] = bitmap
+            sel = faiss.IDSelectorBitmap(int(graph.ntotal), faiss.swig_ptr(bitmap))
             params.sel = sel
-        scores, labels = self._index.search(queries, k, params=params)
-        found = labels >= 0
-        ids = np.where(found, self._labels[np.where(found, labels, 0)], -1)
-        scores = np.where(found, scores, -np.inf).astype(np.float32)
+        scores, local = graph.search(queries, k, params=params)
+        found = local >= 0
+        labels = np.where(found, local, 0) * self._shards + shard
+        ids = np.where(found, self._labels[labels], -1).astype(np.int64)
         del sel
-        return SearchResult(ids=ids.astype(np.int64), scores=scores)
+        return ids, np.where(found, scores, -np.inf).astype(np.float32)
 
     # ------------------------------------------------------------------ persistence
 
@@ -259,20 +361,23 @@ class HnswIndex:
             "ef_construction": self._ef_construction,
             "ef_search": self._ef_search,
             "compact_fraction": self._compact_fraction,
+            "shards": self._shards,
         }
 
     def save(self, path: Path | str, *, extra: dict[str, Any] | None = None) -> None:
         """Atomically write labels and the FAISS graph: O(n · (code bytes + 8m)) I/O."""
         header = {"kind": "hnsw", **(extra or {}), "impl": "hnsw", "dim": self._dim}
         header.update(self.settings(), dead=self._dead)
-        index = self._index
+        graphs = list(self._graphs)
+        used = max(int(g.ntotal) for g in graphs) * self._shards
 
         def blob(f: IO[bytes]) -> None:
             writer = faiss.PyCallbackIOWriter(f.write)
-            faiss.write_index(index, writer)
+            for graph in graphs:  # one after another; each read back by its own length
+                faiss.write_index(graph, writer)
             del writer
 
-        write_index_file(path, header, {"labels": self._labels[: index.ntotal]}, blob)
+        write_index_file(path, header, {"labels": self._labels[:used]}, blob)
 
     @classmethod
     def load(cls, path: Path | str) -> HnswIndex:
@@ -288,21 +393,26 @@ class HnswIndex:
         if header.get("impl") != "hnsw":
             raise StoreError("not an HNSW index file", impl=header.get("impl"))
         keys = ("storage", "m", "ef_construction", "ef_search", "compact_fraction")
-        index = cls(int(header["dim"]), **{k: header[k] for k in keys})
+        options = {k: header[k] for k in keys}
+        index = cls(int(header["dim"]), **options, shards=int(header.get("shards", 1)))
         try:
             with open(path, "rb") as fh:
                 fh.seek(offset)
-                index._index = faiss.read_index(faiss.PyCallbackIOReader(fh.read))
+                reader = faiss.PyCallbackIOReader(fh.read)
+                index._graphs = [faiss.read_index(reader) for _ in range(index.shards)]
+                del reader
         except (OSError, RuntimeError) as exc:
             raise StoreError(f"cannot read the HNSW graph in {path}: {exc}") from exc
         labels = np.array(arrays["labels"], dtype=np.int64)
-        if index._index.ntotal != labels.shape[0] or index._index.d != index.dim:
+        graphs = index._graphs
+        used = max(int(g.ntotal) for g in graphs) * index.shards
+        if used != labels.shape[0] or any(g.d != index.dim for g in graphs):
             raise StoreError(f"{path}: graph and labels do not match")
-        if index._storage == "sq8" and index._index.is_trained:
-            storage = faiss.downcast_index(index._index.storage)
+        if index._storage == "sq8" and graphs[0].is_trained:
+            storage = faiss.downcast_index(graphs[0].storage)
             index._ranges = faiss.vector_to_array(storage.sq.trained).astype(np.float32)
         index._labels = labels
         live = np.flatnonzero(labels >= 0).astype(np.int64)
         index._map = IdMap.from_arrays(labels[live], live)
-        index._dead = int(labels.shape[0] - live.shape[0])
+        index._dead = index._ntotal - int(live.shape[0])
         return index

@@ -7,6 +7,11 @@ open, and before every search, later changes are replayed, so an index that is s
 from before a crash, or written by another process is repaired rather than trusted. A
 missing or unreadable index file, or one whose size disagrees with the database, is
 rebuilt from the stored embeddings.
+
+Searches on an approximate index take a wider pool of candidates and rank them by their
+exact similarity to the float32 embeddings read back from the database
+(:mod:`faceledger.index.rerank`), so reported similarities, and the false match rates
+derived from them, are exact, and the index needs only compressed codes in memory.
 """
 
 from __future__ import annotations
@@ -21,7 +26,15 @@ import numpy as np
 from sqlalchemy import Connection, Engine, func, select, update
 
 from faceledger.errors import FaceledgerError
-from faceledger.index import SearchResult, VectorIndex, load_index, make_index
+from faceledger.index import (
+    IdArray,
+    SearchResult,
+    VectorArray,
+    VectorIndex,
+    load_index,
+    make_index,
+)
+from faceledger.index.rerank import RERANK_POOL, rerank
 from faceledger.store.db import read_transaction, write_transaction
 from faceledger.store.schema import collections, faces, vector_changes
 
@@ -185,10 +198,30 @@ class CollectionIndex:
             self.save()
 
     def search(self, queries: np.ndarray, k: int) -> SearchResult:
-        """Top-``k`` faces for each query after catching up with the database."""
+        """Top-``k`` faces for each query after catching up with the database.
+
+        An approximate index gives a pool of ``RERANK_POOL`` candidates (or ``k``), which
+        are then ranked by their exact similarity to the stored float32 embeddings.
+        """
         self.sync()
         with self._lock:
-            return self._index.search(queries, k)
+            if not self._index.approximate:
+                return self._index.search(queries, k)
+            candidates = self._index.search(queries, max(k, RERANK_POOL))
+        return rerank(queries, candidates, self.stored_vectors, k)
+
+    def stored_vectors(self, ids: IdArray) -> VectorArray:
+        """The database's embeddings of sorted ``ids`` (a NaN row for one since deleted)."""
+        out = np.full((len(ids), self.dim), np.nan, dtype=np.float32)
+        with read_transaction(self._engine) as conn:
+            rows = conn.execute(
+                select(faces.c.id, faces.c.embedding).where(
+                    faces.c.collection_id == self.collection_id, faces.c.id.in_(ids.tolist())
+                )
+            ).all()
+        for face_id, blob in rows:
+            out[np.searchsorted(ids, face_id)] = np.frombuffer(blob, dtype=np.float32)
+        return out
 
     def __len__(self) -> int:
         return len(self._index)
