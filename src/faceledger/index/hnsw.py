@@ -86,7 +86,12 @@ def _search_pool() -> ThreadPoolExecutor:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            _POOL = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="faceledger-hnsw")
+            _POOL = ThreadPoolExecutor(
+                os.cpu_count() or 2,
+                thread_name_prefix="faceledger-hnsw",
+                initializer=faiss.omp_set_num_threads,
+                initargs=(1,),
+            )
         return _POOL
 
 
