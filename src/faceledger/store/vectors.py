@@ -201,24 +201,28 @@ class CollectionIndex:
         """Top-``k`` faces for each query after catching up with the database.
 
         An approximate index gives a pool of ``RERANK_POOL`` candidates (or ``k``), which
-        are then ranked by their exact similarity to the stored float32 embeddings.
+        are then ranked by their exact similarity to the stored float32 embeddings, read
+        in the same snapshot as the catch-up.
         """
-        self.sync()
-        with self._lock:
-            if not self._index.approximate:
-                return self._index.search(queries, k)
-            candidates = self._index.search(queries, max(k, RERANK_POOL))
-        return rerank(queries, candidates, self.stored_vectors, k)
+        with read_transaction(self._engine) as conn:
+            with self._lock:
+                self._replay(conn)
+                exact = not self._index.approximate
+                found = self._index.search(queries, k if exact else max(k, RERANK_POOL))
+            if not exact:
+                found = rerank(queries, found, lambda ids: self._stored(conn, ids), k)
+        if self._unsaved >= self._save_every:
+            self.save()
+        return found
 
-    def stored_vectors(self, ids: IdArray) -> VectorArray:
+    def _stored(self, conn: Connection, ids: IdArray) -> VectorArray:
         """The database's embeddings of sorted ``ids`` (a NaN row for one since deleted)."""
         out = np.full((len(ids), self.dim), np.nan, dtype=np.float32)
-        with read_transaction(self._engine) as conn:
-            rows = conn.execute(
-                select(faces.c.id, faces.c.embedding).where(
-                    faces.c.collection_id == self.collection_id, faces.c.id.in_(ids.tolist())
-                )
-            ).all()
+        rows = conn.execute(
+            select(faces.c.id, faces.c.embedding).where(
+                faces.c.collection_id == self.collection_id, faces.c.id.in_(ids.tolist())
+            )
+        ).all()
         for face_id, blob in rows:
             out[np.searchsorted(ids, face_id)] = np.frombuffer(blob, dtype=np.float32)
         return out
