@@ -1,6 +1,7 @@
 """The face store end to end: bulk enrolment into SQLite + index, reopen, search latency.
 
-Synthetic 512-d faces (4 per identity, as in ``benchmarks/search.py``) go through
+Synthetic 512-d faces (4 per identity, generated as in ``benchmarks/search.py``; ``--iid``
+for independent random identities, a flatter and harder gallery) go through
 ``Store.add_faces_bulk`` in batches (one transaction each: rows, change log, vectors);
 then the store is closed (index saved), reopened, and single queries are timed through
 ``Store.search`` (which also catches up with the database's change log and, on the HNSW
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,14 +26,22 @@ import numpy as np
 
 from faceledger.store import NewFace, Store
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from search import Synthetic
 
-def gallery(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+
+def gallery(n: int, *, iid: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``n`` faces (4 per identity), 100 probes (new faces of random identities) and the
-    probes' identities."""
+    probes' identities. Identities are shaped like real faces (``search.Synthetic``), or
+    with ``iid`` independent random directions (the harder, flatter case)."""
     rng = np.random.default_rng(seed)
+    who = rng.integers(0, n // 4, size=100)
+    if not iid:
+        gen = Synthetic(n // 4 + 1, seed)
+        owners = np.repeat(np.arange(n // 4 + 1, dtype=np.int64), 4)[:n]
+        return gen.faces(owners, seed + 4), gen.faces(who, seed + 5), who
     ids = rng.normal(size=(n // 4 + 1, 512)).astype(np.float32)
     faces = np.repeat(ids, 4, axis=0)[:n] + rng.normal(scale=1.0, size=(n, 512)).astype(np.float32)
-    who = rng.integers(0, n // 4, size=100)
     probes = ids[who] + rng.normal(scale=1.0, size=(100, 512)).astype(np.float32)
     unit = [x / np.linalg.norm(x, axis=1, keepdims=True) for x in (faces, probes)]
     return unit[0], unit[1], who
@@ -41,8 +51,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=5_000)
+    parser.add_argument("--iid", action="store_true", help="independent random identities")
     args = parser.parse_args()
-    vectors, probes, who = gallery(args.size)
+    vectors, probes, who = gallery(args.size, iid=args.iid)
     face_ids: list[int] = []
     with tempfile.TemporaryDirectory(prefix="faceledger-store-") as tmp:
         store = Store(Path(tmp))
@@ -87,6 +98,7 @@ def main() -> None:
         json.dumps(
             {
                 "faces": args.size,
+                "gallery": "iid" if args.iid else "face-like",
                 "bulk_enrol_faces_per_second": round(args.size / enrol_seconds, 1),
                 "reopen_seconds": round(reopen, 3),
                 "search_p50_ms": round(float(np.percentile(times, 50)) * 1000, 2),

@@ -218,10 +218,12 @@ class CollectionIndex:
     def _stored(self, conn: Connection, ids: IdArray) -> VectorArray:
         """The database's embeddings of sorted ``ids`` (a NaN row for one since deleted)."""
         out = np.full((len(ids), self.dim), np.nan, dtype=np.float32)
-        rows = conn.execute(
-            select(faces.c.id, faces.c.embedding).where(
-                faces.c.collection_id == self.collection_id, faces.c.id.in_(ids.tolist())
-            )
+        # On every search: plain SQL skips compiling an expanding IN (0.27 vs 0.44-0.8 ms
+        # for 32 rows at 300k faces); ids are ints, passed as parameters.
+        marks = ",".join("?" * len(ids))
+        rows = conn.exec_driver_sql(
+            f"SELECT id, embedding FROM {faces.name} WHERE collection_id = ? AND id IN ({marks})",
+            (self.collection_id, *ids.tolist()),
         ).all()
         for face_id, blob in rows:
             out[np.searchsorted(ids, face_id)] = np.frombuffer(blob, dtype=np.float32)
