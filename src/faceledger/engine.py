@@ -46,13 +46,9 @@ class _Located:
 
 
 def _batches(crops: UInt8Image) -> list[UInt8Image]:
-    """``crops`` split into near-equal recogniser batches of at most ``RECOGNISER_BATCH``."""
-    count = -(-len(crops) // RECOGNISER_BATCH)
-    return list(np.array_split(crops, count)) if count else []
-
-
-def _no_embeddings(engine: Engine) -> FloatArray:
-    return np.zeros((0, engine.pack.embedding_dim), dtype=np.float32)
+    """``crops`` split into near-equal recogniser batches of at most ``RECOGNISER_BATCH``
+    (one empty batch when there are none, which embeds to zero rows)."""
+    return list(np.array_split(crops, max(1, -(-len(crops) // RECOGNISER_BATCH))))
 
 
 def similarity(a: FloatArray, b: FloatArray) -> float:
@@ -132,14 +128,10 @@ class Engine:
         """Decode and locate, then embed the first recogniser batch (all faces of most
         photos) in the same worker; ``embed_many`` hands out any further batches."""
         located = self._locate(self.load(image), None)
-        batches = _batches(located.crops)
-        first = self._pipeline.embed_aligned(batches[0]) if batches else _no_embeddings(self)
-        return located, first
+        return located, self._pipeline.embed_aligned(_batches(located.crops)[0])
 
     def _embed_crops(self, crops: UInt8Image) -> FloatArray:
         """Embeddings of aligned crops, run in recogniser batches of the fastest size."""
-        if len(crops) <= RECOGNISER_BATCH:
-            return self._pipeline.embed_aligned(crops)
         return np.concatenate([self._pipeline.embed_aligned(c) for c in _batches(crops)])
 
     def _faces(self, located: _Located, embeddings: FloatArray | None) -> list[Face]:
@@ -294,7 +286,7 @@ class Engine:
                 pool.submit(self._pipeline.embed_aligned, c) for c in _batches(located.crops)[1:]
             ]
             embeddings = np.concatenate([first, *(r.result() for r in rest)])
-            yield self._faces(located, embeddings if len(located.crops) else None)
+            yield self._faces(located, embeddings)
 
     def close(self) -> None:
         """Stop the worker threads."""

@@ -339,7 +339,8 @@ class HnswIndex:
     ) -> tuple[IdArray, npt.NDArray[np.float32]]:
         graph = self._graphs[shard]
         if not graph.ntotal:
-            return empty_result(queries.shape[0], k).ids, empty_result(queries.shape[0], k).scores
+            empty = empty_result(queries.shape[0], k)
+            return empty.ids, empty.scores
         params = faiss.SearchParametersHNSW()
         params.efSearch = max(self._ef_search, k)
         sel = None
