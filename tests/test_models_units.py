@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 
+from faceledger.imaging import decode_image
 from faceledger.models.align import ARCFACE_TEMPLATE, align_face, estimate_transform
 from faceledger.models.quality import estimate_pose, grade_of
 from faceledger.models.scrfd import (
@@ -73,19 +77,56 @@ def test_grade_thresholds() -> None:
     assert grade_of(**{**good, "face_size": 60.0}) == "medium"
 
 
-def test_prelu_rewrite_is_exact_and_keeps_the_pinned_hash() -> None:
+def _plain_session(path: Path) -> Any:
     import onnxruntime as ort
 
-    from faceledger.models.graph import fast_prelu
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def test_graph_rewrite_of_the_detector_is_exact(faces_dir: Path) -> None:
+    """SCRFD's sibling heads merged into one convolution per stride give the same outputs
+    bit for bit, on a real group photo at a fitted input size."""
+    import onnx
+
+    from faceledger.models.graph import merge_sibling_convs
     from faceledger.models.packs import load_pack
     from faceledger.models.session import open_session
 
-    path = next(f.path for f in load_pack("default").files if f.role == "recognizer")
-    assert fast_prelu(path) is not None  # w600k_mbf has PRelu layers to rewrite
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    plain = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    fast = open_session(path, expected_sha256=load_pack("default").files[1].sha256)
-    x = np.random.default_rng(0).uniform(-1, 1, (4, 3, 112, 112)).astype(np.float32)
+    detector = next(f for f in load_pack("default").files if f.role == "detector")
+    assert merge_sibling_convs(onnx.load(str(detector.path))) == 6  # 3 strides x (3 -> 1)
+    image = decode_image(faces_dir / "insightface_pkg" / "group" / "t1.jpg")[:448, :640]
+    blob = np.ascontiguousarray((image.astype(np.float32).transpose(2, 0, 1)[None] - 127.5) / 128)
+    plain = _plain_session(detector.path)
+    fast = open_session(detector.path, expected_sha256=detector.sha256)
     name = plain.get_inputs()[0].name
-    np.testing.assert_array_equal(plain.run(None, {name: x})[0], fast.run(None, {name: x})[0])
+    for want, got in zip(plain.run(None, {name: blob}), fast.run(None, {name: blob}), strict=True):
+        np.testing.assert_array_equal(want, got)
+
+
+def test_graph_rewrites_keep_the_recogniser_s_outputs_on_real_faces(faces_dir: Path) -> None:
+    """The rewritten recogniser (PRelu and paired-group convolutions) computes the original
+    model's embeddings up to float32 rounding, on real aligned faces of several identities,
+    so the calibrated thresholds still hold."""
+    import onnx
+
+    from faceledger.models.graph import merge_sibling_convs, rewrite_prelu, split_channel_pairs
+    from faceledger.models.packs import load_pack
+    from faceledger.models.session import open_session
+
+    recogniser = next(f for f in load_pack("default").files if f.role == "recognizer")
+    model = onnx.load(str(recogniser.path))
+    assert merge_sibling_convs(model) == 0
+    assert split_channel_pairs(model) == 1 and rewrite_prelu(model) == 35  # 34 + the copy
+
+    plain = _plain_session(recogniser.path)
+    fast = open_session(recogniser.path, expected_sha256=recogniser.sha256)
+    paths = sorted((faces_dir / "glint360k_celeb24" / "images").glob("*/*"))[::97][:16]
+    crops = np.stack([decode_image(p) for p in paths]).astype(np.float32)
+    batch = np.ascontiguousarray((crops.transpose(0, 3, 1, 2) - 127.5) / 127.5)
+    name = plain.get_inputs()[0].name
+    want, got = plain.run(None, {name: batch})[0], fast.run(None, {name: batch})[0]
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+    unit = [e / np.linalg.norm(e, axis=1, keepdims=True) for e in (want, got)]
+    assert np.abs(unit[0] @ unit[0].T - unit[1] @ unit[1].T).max() < 1e-5

@@ -8,7 +8,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from faceledger.errors import ModelError
-from faceledger.models.graph import fast_prelu
+from faceledger.models.graph import optimise
 
 
 def sha256_file(path: Path) -> str:
@@ -46,7 +46,7 @@ def open_session(
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
-    source: str | bytes = fast_prelu(path) or str(path)
+    source: str | bytes = optimise(path) or str(path)
     try:
         return ort.InferenceSession(
             source, sess_options=options, providers=["CPUExecutionProvider"]
