@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, TypeVar
@@ -124,11 +124,16 @@ class Engine:
             qualities.append(assess(crops[i], det.landmarks[i], face_size=min(x2 - x1, y2 - y1)))
         return _Located(det, crops, qualities)
 
-    def _locate_and_embed_first(self, image: ImageInput) -> tuple[_Located, FloatArray]:
-        """Decode and locate, then embed the first recogniser batch (all faces of most
-        photos) in the same worker; ``embed_many`` hands out any further batches."""
+    def _locate_and_start_embedding(
+        self, image: ImageInput
+    ) -> tuple[_Located, FloatArray, list[Future[FloatArray]]]:
+        """Decode and locate, hand any recogniser batches after the first to the other
+        workers at once, then embed the first batch (all faces of most photos) here."""
         located = self._locate(self.load(image), None)
-        return located, self._pipeline.embed_aligned(_batches(located.crops)[0])
+        first, *rest = _batches(located.crops)
+        pool = self._executor()
+        later = [pool.submit(self._pipeline.embed_aligned, batch) for batch in rest]
+        return located, self._pipeline.embed_aligned(first), later
 
     def _embed_crops(self, crops: UInt8Image) -> FloatArray:
         """Embeddings of aligned crops, run in recogniser batches of the fastest size."""
@@ -266,9 +271,10 @@ class Engine:
     def embed_many(self, images: Iterable[ImageInput]) -> Iterator[list[Face]]:
         """``embed`` over many images in parallel, results in input order.
 
-        Work is split finer than one image: while the faces of one image are embedded in
-        recogniser batches spread over the workers, the next images are already being
-        decoded and searched, so a photo with many faces does not leave cores idle.
+        Work is split finer than one image: as soon as a photo's faces are found, its
+        recogniser batches after the first go to the other workers while the first is
+        embedded in place, and the next images are already being decoded and searched, so
+        a photo with many faces does not leave cores idle (nor does the last photo).
         """
         if self.workers <= 1:
             return map(self.embed, images)
@@ -276,16 +282,13 @@ class Engine:
 
     def _embed_pipelined(self, images: Iterator[ImageInput]) -> Iterator[list[Face]]:
         pool = self._executor()
-        start = self._locate_and_embed_first
+        start = self._locate_and_start_embedding
         ahead = deque(pool.submit(start, image) for image in islice(images, 2 * self.workers))
         while ahead:
-            located, first = ahead.popleft().result()
+            located, first, later = ahead.popleft().result()
             for image in islice(images, 1):
                 ahead.append(pool.submit(start, image))
-            rest = [
-                pool.submit(self._pipeline.embed_aligned, c) for c in _batches(located.crops)[1:]
-            ]
-            embeddings = np.concatenate([first, *(r.result() for r in rest)])
+            embeddings = np.concatenate([first, *(f.result() for f in later)])
             yield self._faces(located, embeddings)
 
     def close(self) -> None:
