@@ -23,7 +23,7 @@ from faceledger.errors import (
     InvalidArgument,
     UnsupportedFormat,
 )
-from faceledger.imaging import ImageLimits, decode_image, sniff_format
+from faceledger.imaging import ImageLimits, decode_image, shrink, sniff_format
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 WEBP_AS_JPG = FACES / "deepface_tests" / "identities" / "person03" / "img47.jpg"
@@ -387,3 +387,16 @@ def test_any_bytes_raise_only_faceledger_errors(data: bytes) -> None:
     except FaceledgerError:
         return
     assert out.ndim == 3 and out.shape[2] == 3 and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("target", [(640, 446), (333, 232), (2280, 1588), (1, 1)])
+def test_shrink_matches_a_direct_area_resize(faces_dir: Path, target: tuple[int, int]) -> None:
+    import cv2
+
+    photo = decode_image(faces_dir / "deepface_tests" / "group" / "couple.jpg")  # 2280x1588
+    small = shrink(photo, target)
+    direct = cv2.resize(photo, target, interpolation=cv2.INTER_AREA)
+    assert small.shape == direct.shape and small.dtype == np.uint8
+    assert np.abs(small.astype(np.int16) - direct).mean() < 1.5
+    with pytest.raises(ValueError, match="positive"):
+        shrink(photo, (0, 10))

@@ -45,11 +45,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
 from faceledger.errors import InvalidArgument, ModelError
+from faceledger.imaging.resize import shrink
 from faceledger.models.packs import ModelPack
 from faceledger.models.scrfd import Detections
 from faceledger.models.session import sha256_file
@@ -228,7 +228,7 @@ class DlibPipeline:
         work = image
         if scale < 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            work = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8)
+            work = shrink(image, size)
         upsample = upsample_times(
             max(work.shape[:2]), scale=scale, min_face_size=min_face_size, input_cap=input_cap
         )

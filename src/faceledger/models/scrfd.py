@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
 from faceledger.errors import ModelError
+from faceledger.imaging.resize import shrink
 from faceledger.types import FloatArray, UInt8Image
 
 STRIDES = (8, 16, 32)
@@ -116,7 +116,7 @@ class ScrfdDetector:
         resized = image
         if scale != 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            resized = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8)
+            resized = shrink(image, size)
         canvas = np.zeros((in_h, in_w, 3), dtype=np.float32)
         rh, rw = resized.shape[:2]
         canvas[:rh, :rw] = resized

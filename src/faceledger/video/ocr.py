@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from faceledger.errors import InvalidArgument, ModelError
+from faceledger.imaging.resize import shrink
 from faceledger.types import UInt8Image
 from faceledger.video.reader import time_intervals
 
@@ -105,17 +106,16 @@ class TextReader:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise InvalidArgument("OCR needs an RGB (h, w, 3) uint8 image")
         h, w = image.shape[:2]
-        shrink = min(1.0, self.max_side / max(h, w))
+        fit = min(1.0, self.max_side / max(h, w))
+        if fit < 1.0:
+            image = shrink(image, (max(1, round(w * fit)), max(1, round(h * fit))))
         bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-        if shrink < 1.0:
-            size = (max(1, round(w * shrink)), max(1, round(h * shrink)))
-            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
         try:
             with self._lock:
                 found, _ = self._ocr(bgr)
         except Exception as exc:  # onnxruntime and RapidOCR raise untyped errors
             raise ModelError(f"OCR failed: {exc}") from exc
-        factor = 1.0 / (shrink * scale)
+        factor = 1.0 / (fit * scale)
         lines = []
         for points, text, confidence in found or []:
             text = _SPACES.sub(" ", str(text)).strip()
