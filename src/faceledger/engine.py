@@ -32,7 +32,7 @@ a tight face crop without surrounding context is otherwise missed by the detecto
 
 RECOGNISER_BATCH = 2
 """Most faces per recogniser call. On one ONNX Runtime thread MobileFaceNet takes about the
-same time per face in batches of 2 to 4 112x112 crops (batches of 6-8 outgrow the 2 MB L2
+same time per face in batches of 2 to 4 112x112 crops (batches of 6-8 outgrow the L2
 cache and are slower); batches of 2 spread a photo's faces over the most workers (group
 photos on 2 workers: 3% faster than batches of 4, measured twice)."""
 
