@@ -331,7 +331,7 @@ def _quiet_stdout() -> Iterator[None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3, help="timed rounds per set (median)")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds per set (median)")
     parser.add_argument(
         "--quick", action="store_true", help="1 round, 20 single-face images, no accuracy"
     )
