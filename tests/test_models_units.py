@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from faceledger.imaging import decode_image
 from faceledger.models.align import ARCFACE_TEMPLATE, align_face, estimate_transform
@@ -130,3 +131,49 @@ def test_graph_rewrites_keep_the_recogniser_s_outputs_on_real_faces(faces_dir: P
     assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
     unit = [e / np.linalg.norm(e, axis=1, keepdims=True) for e in (want, got)]
     assert np.abs(unit[0] @ unit[0].T - unit[1] @ unit[1].T).max() < 1e-5
+
+
+@pytest.mark.parametrize("opset", [11, 13])
+def test_sibling_merge_keeps_outputs_and_leaves_different_kernels_apart(opset: int) -> None:
+    """Convolutions over one input merge only when their kernels match, also when the
+    model leaves ``kernel_shape`` implicit; the Split suits the model's opset."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from faceledger.models.graph import merge_sibling_convs
+
+    rng = np.random.default_rng(opset)
+    kernels = {"a": (2, 3), "b": (5, 3), "c": (4, 1)}  # out channels, side
+    inits, nodes = [], []
+    for name, (out, side) in kernels.items():
+        weight = rng.normal(size=(out, 8, side, side)).astype(np.float32)
+        inits += [
+            numpy_helper.from_array(weight, f"{name}_w"),
+            numpy_helper.from_array(rng.normal(size=out).astype(np.float32), f"{name}_b"),
+        ]
+        nodes.append(helper.make_node("Conv", ["x", f"{name}_w", f"{name}_b"], [name]))
+    graph = helper.make_graph(
+        nodes,
+        "siblings",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 9, 9])],
+        [
+            helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, out, 10 - side, 10 - side])
+            for name, (out, side) in kernels.items()
+        ],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 7
+    original = model.SerializeToString()
+    assert merge_sibling_convs(model) == 1  # a and b (3x3) merge; c (1x1) stays
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node] == ["Conv", "Split", "Conv"]
+    x = rng.normal(size=(1, 8, 9, 9)).astype(np.float32)
+    sessions = [
+        ort.InferenceSession(m, providers=["CPUExecutionProvider"])
+        for m in (original, model.SerializeToString())
+    ]
+    want, got = (s.run(list(kernels), {"x": x}) for s in sessions)
+    for w, g in zip(want, got, strict=True):
+        np.testing.assert_array_equal(w, g)

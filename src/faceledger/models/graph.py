@@ -199,7 +199,7 @@ def merge_sibling_convs(model: ModelProto) -> int:
     from onnx import helper, numpy_helper
 
     initializers = _constants(model)
-    families: dict[tuple[str, bytes], list[NodeProto]] = {}
+    families: dict[tuple[str, tuple[int, ...], bytes], list[NodeProto]] = {}
     for node in model.graph.node:
         if node.op_type != "Conv" or len(node.input) != 3:
             continue
@@ -208,8 +208,10 @@ def merge_sibling_convs(model: ModelProto) -> int:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         if attrs.get("group", 1) != 1:
             continue
+        # Same attributes and the same kernel (weights may leave kernel_shape implicit).
+        kernel = tuple(initializers[node.input[1]].dims[1:])
         key = b"".join(a.SerializeToString() for a in sorted(node.attribute, key=lambda a: a.name))
-        families.setdefault((node.input[0], key), []).append(node)
+        families.setdefault((node.input[0], kernel, key), []).append(node)
     merged = {id(n): family for family in families.values() if len(family) > 1 for n in family}
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
     nodes: list[NodeProto] = []
