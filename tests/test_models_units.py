@@ -177,3 +177,26 @@ def test_sibling_merge_keeps_outputs_and_leaves_different_kernels_apart(opset: i
     want, got = (s.run(list(kernels), {"x": x}) for s in sessions)
     for w, g in zip(want, got, strict=True):
         np.testing.assert_array_equal(w, g)
+
+
+def test_a_rewrite_that_fails_leaves_the_original_model_running(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Graph rewrites are an optimisation: one that raises, or a rewritten graph ONNX
+    Runtime rejects, must not stop a (directory-pack) model from loading."""
+    import faceledger.models.graph as graph
+    import faceledger.models.session as session
+    from faceledger.models.packs import load_pack
+
+    recogniser = next(f for f in load_pack("default").files if f.role == "recognizer")
+    x = np.zeros((1, 3, 112, 112), np.float32)
+    want = _plain_session(recogniser.path).run(None, {"input.1": x})[0]
+
+    def broken(model: Any) -> int:
+        raise IndexError("unforeseen layout")
+
+    monkeypatch.setattr(graph, "rewrite_prelu", broken)
+    assert graph.optimise(recogniser.path) is None
+    monkeypatch.setattr(session, "optimise", lambda path: b"not an onnx model")
+    loaded = session.open_session(recogniser.path, expected_sha256=recogniser.sha256)
+    np.testing.assert_array_equal(loaded.run(None, {"input.1": x})[0], want)

@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 
 
 def optimise(path: Path) -> bytes | None:
-    """The model with the rewrites above applied, or None when none applies.
+    """The model with the rewrites above applied, or None when none applies (or one
+    fails on an unforeseen model: the original then runs unchanged).
 
     Requires the ``onnx`` package; without it the original model is used.
     """
@@ -49,11 +50,15 @@ def optimise(path: Path) -> bytes | None:
     except ImportError:  # optional: the plain model runs the same, only slower
         return None
     model = onnx.load(str(path))
-    counts = {
-        "sibling convolutions merged": merge_sibling_convs(model),
-        "paired-group convolutions split": split_channel_pairs(model),
-        "PRelu rewritten": rewrite_prelu(model),
-    }
+    try:
+        counts = {
+            "sibling convolutions merged": merge_sibling_convs(model),
+            "paired-group convolutions split": split_channel_pairs(model),
+            "PRelu rewritten": rewrite_prelu(model),
+        }
+    except Exception as exc:  # a model these rewrites do not foresee still loads as it is
+        log.warning("%s runs without graph rewrites: %s", path.name, exc)
+        return None
     if not any(counts.values()):
         return None
     log.debug("%s: %s", path.name, counts)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
 import onnxruntime as ort
 
 from faceledger.errors import ModelError
 from faceledger.models.graph import optimise
+
+log = logging.getLogger(__name__)
 
 
 def sha256_file(path: Path) -> str:
@@ -46,10 +49,17 @@ def open_session(
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
-    source: str | bytes = optimise(path) or str(path)
+    rewritten = optimise(path)
+    if rewritten is not None:
+        try:
+            return ort.InferenceSession(
+                rewritten, sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            log.warning("%s: rewritten graph rejected, loading the original: %s", path.name, exc)
     try:
         return ort.InferenceSession(
-            source, sess_options=options, providers=["CPUExecutionProvider"]
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
         )
     except Exception as exc:  # onnxruntime raises its own untyped errors
         raise ModelError(f"ONNX Runtime could not load {path.name}: {exc}") from exc
