@@ -200,3 +200,48 @@ def test_a_rewrite_that_fails_leaves_the_original_model_running(
     monkeypatch.setattr(session, "optimise", lambda path: b"not an onnx model")
     loaded = session.open_session(recogniser.path, expected_sha256=recogniser.sha256)
     np.testing.assert_array_equal(loaded.run(None, {"input.1": x})[0], want)
+
+
+@pytest.mark.parametrize("producer_group", [1, 8])
+def test_paired_group_split_matches_the_grouped_convolution(producer_group: int) -> None:
+    """A grouped convolution with two channels per group fed by PRelu(Conv) becomes two
+    depthwise convolutions with the same outputs; a grouped producer (whose permuted copy
+    would mix its groups) is left alone."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from faceledger.models.graph import split_channel_pairs
+
+    rng = np.random.default_rng(producer_group)
+    pad = {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}
+    inits = [
+        numpy_helper.from_array(
+            rng.normal(size=(8, 8 // producer_group, 3, 3)).astype(np.float32), "w0"
+        ),
+        numpy_helper.from_array(rng.normal(size=8).astype(np.float32), "b0"),
+        numpy_helper.from_array(rng.uniform(-0.5, 0.9, (8, 1, 1)).astype(np.float32), "s"),
+        numpy_helper.from_array(rng.normal(size=(8, 2, 3, 3)).astype(np.float32), "w1"),
+        numpy_helper.from_array(rng.normal(size=8).astype(np.float32), "b1"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w0", "b0"], ["c"], group=producer_group, **pad),
+        helper.make_node("PRelu", ["c", "s"], ["p"]),
+        helper.make_node("Conv", ["p", "w1", "b1"], ["y"], group=4, **pad),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "pairs",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 6, 6])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    original = model.SerializeToString()
+    assert split_channel_pairs(model) == (1 if producer_group == 1 else 0)
+    x = rng.normal(size=(1, 8, 6, 6)).astype(np.float32)
+    want, got = (
+        ort.InferenceSession(m, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        for m in (original, model.SerializeToString())
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

@@ -115,11 +115,13 @@ def split_channel_pairs(model: ModelProto) -> int:
     producer = {out: node for node in model.graph.node for out in node.output}
     nodes: list[NodeProto] = []
     constants = []
+    split = 0
     for node in model.graph.node:
         source = _paired_source(node, producer, initializers)
         if source is None:
             nodes.append(node)
             continue
+        split += 1
         conv, prelu = source
         const = {name: numpy_helper.to_array(initializers[name]) for name in conv.input[1:]}
         weight = numpy_helper.to_array(initializers[node.input[1]])
@@ -167,7 +169,12 @@ def split_channel_pairs(model: ModelProto) -> int:
             helper.make_node("Add", [f"{y}__own", f"{y}__pair"], [y]),
         ]
     _replace_nodes(model, nodes, constants)
-    return len([n for n in nodes if n.output[0].endswith("__swap_conv")])
+    return split
+
+
+def _group(node: NodeProto) -> int:
+    """A convolution's ``group`` attribute (1 when absent)."""
+    return next((int(a.i) for a in node.attribute if a.name == "group"), 1)
 
 
 def _paired_source(
@@ -175,11 +182,9 @@ def _paired_source(
 ) -> tuple[NodeProto, NodeProto] | None:
     """``(conv, prelu)`` feeding ``node`` when it is a paired-group convolution this module
     can split, else None."""
-    from onnx import helper
-
     if node.op_type != "Conv" or not all(name in initializers for name in node.input[1:]):
         return None
-    group = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "group"), 1)
+    group = _group(node)
     channels, per_group = initializers[node.input[1]].dims[:2]
     if group == 1 or per_group != 2 or channels != 2 * group:
         return None
@@ -187,8 +192,8 @@ def _paired_source(
     if prelu is None or prelu.op_type != "PRelu" or prelu.input[1] not in initializers:
         return None
     conv = producer.get(prelu.input[0])
-    if conv is None or conv.op_type != "Conv":
-        return None
+    if conv is None or conv.op_type != "Conv" or _group(conv) != 1:
+        return None  # permuting a grouped producer's outputs would mix its groups
     if not all(name in initializers for name in conv.input[1:]):
         return None
     per_channel = [initializers[prelu.input[1]], *(initializers[n] for n in conv.input[1:])]
@@ -210,8 +215,7 @@ def merge_sibling_convs(model: ModelProto) -> int:
             continue
         if not all(name in initializers for name in node.input[1:]):
             continue
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if attrs.get("group", 1) != 1:
+        if _group(node) != 1:
             continue
         # Same attributes and the same kernel (weights may leave kernel_shape implicit).
         kernel = tuple(initializers[node.input[1]].dims[1:])
