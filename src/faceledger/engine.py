@@ -137,7 +137,7 @@ class Engine:
         return located, self._pipeline.embed_aligned(first), later
 
     def _embed_crops(self, crops: UInt8Image) -> FloatArray:
-        """Embeddings of aligned crops, run in recogniser batches of the fastest size."""
+        """Embeddings of aligned crops, run in recogniser batches (``RECOGNISER_BATCH``)."""
         return np.concatenate([self._pipeline.embed_aligned(c) for c in _batches(crops)])
 
     def _faces(self, located: _Located, embeddings: FloatArray | None) -> list[Face]:
