@@ -18,7 +18,7 @@ from pathlib import Path
 
 from faceledger.config import Settings
 from faceledger.service import FaceService
-from faceledger.video.indexer import IndexOptions, index_video
+from faceledger.video.indexer import IndexOptions
 from faceledger.video.ocr import TextReader
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
@@ -44,15 +44,13 @@ def main() -> None:
         )
         reader = None if args.no_ocr else TextReader()
         options = IndexOptions(fps=args.fps, ocr=not args.no_ocr)
-        index_video(
-            service, "bench", CLIPS["hamilton_640x360"], options=options, text_reader=reader
-        )
+        service.index_video("bench", CLIPS["hamilton_640x360"], options=options, text_reader=reader)
         results = {}
         for name, path in CLIPS.items():
             runs = []
             for _ in range(args.repeat):
                 wall, cpu = time.perf_counter(), time.process_time()
-                index = index_video(service, "bench", path, options=options, text_reader=reader)
+                index = service.index_video("bench", path, options=options, text_reader=reader)
                 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
                 runs.append((wall, cpu, index))
             wall, cpu, index = min(runs, key=lambda r: r[0])

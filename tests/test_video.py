@@ -37,7 +37,6 @@ from faceledger.video import (
     TimeSampler,
     TrackerOptions,
     VideoReader,
-    index_video,
     link_tracks,
 )
 from faceledger.video.reader import rotate_image, time_intervals
@@ -327,12 +326,11 @@ def test_hamilton_clip_finds_lin_manuel_miranda_when_on_screen(enrolled: FaceSer
     with pytest.raises(PurposeRequired):
         enrolled.require_purpose = True
         try:
-            index_video(enrolled, "people", SHARED / HAMILTON)
+            enrolled.index_video("people", SHARED / HAMILTON)
         finally:
             enrolled.require_purpose = False
     seen: list[tuple[int, int]] = []
-    result = index_video(
-        enrolled,
+    result = enrolled.index_video(
         "people",
         SHARED / HAMILTON,
         options=IndexOptions(ocr=False),
@@ -365,8 +363,7 @@ def test_pedestrians_are_separate_unknown_people_stable_with_sampling_rate(
 ) -> None:
     counts = {}
     for fps in (4.0, 8.0):
-        result = index_video(
-            enrolled,
+        result = enrolled.index_video(
             "people",
             SHARED / PEDESTRIANS,
             options=IndexOptions(fps=fps, ocr=False),
@@ -397,9 +394,7 @@ def test_on_screen_text_lines_with_intervals(
 
     text_reader.read = counting  # type: ignore[method-assign]
     try:
-        result = index_video(
-            enrolled, "people", text_video, purpose="test", text_reader=text_reader
-        )
+        result = enrolled.index_video("people", text_video, purpose="test", text_reader=text_reader)
     finally:
         del text_reader.read
     assert result.people == []
@@ -420,14 +415,14 @@ def test_partial_index_of_a_truncated_video(
     enrolled: FaceService, stream_video: Path, tmp_path: Path
 ) -> None:
     cut = truncated(stream_video, tmp_path / "cut.mkv", keep_packets=15)
-    result = index_video(enrolled, "people", cut, options=IndexOptions(ocr=False))
+    result = enrolled.index_video("people", cut, options=IndexOptions(ocr=False))
     assert not result.complete and result.frames_sampled > 0
     assert result.error is not None and result.error["code"] == "bad_video"
     (tmp_path / "empty.mp4").write_bytes(b"")
     with pytest.raises(VideoError):
-        index_video(enrolled, "people", tmp_path / "empty.mp4")
+        enrolled.index_video("people", tmp_path / "empty.mp4")
     with pytest.raises(VideoError, match="cannot open"):
-        index_video(enrolled, "people", tmp_path / "missing.mp4")
+        enrolled.index_video("people", tmp_path / "missing.mp4")
 
 
 @pytest.mark.integration
@@ -438,8 +433,8 @@ def test_a_failing_consumer_stops_the_pipeline(enrolled: FaceService, text_video
             raise RuntimeError("stop")
 
     with pytest.raises(RuntimeError, match="stop"):
-        index_video(
-            enrolled, "people", text_video, options=IndexOptions(ocr=False), progress=stop_early
+        enrolled.index_video(
+            "people", text_video, options=IndexOptions(ocr=False), progress=stop_early
         )
     names = [t.name for t in threading.enumerate()]
     assert not any(n.startswith(("faceledger-video-decode", "faceledger-video_")) for n in names)

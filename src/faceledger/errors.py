@@ -15,7 +15,10 @@ FaceledgerError
  │    └── VideoError                a video could not be read (partly or at all)
  ├── NotFound                   collection, person, face, job or key does not exist
  ├── Conflict                   name already taken, or embeddings of different packs mixed
- ├── LimitExceeded              too many faces per person or image, rate limit
+ │    └── LimitExceeded         a person already holds the most faces allowed
+ ├── RateLimited                too many requests for this key or address (Retry-After)
+ ├── Overloaded                 the server has no capacity right now (503, Retry-After)
+ ├── RequestAbandoned           the caller gave up (timeout, disconnect): nothing was changed
  ├── AuthError
  │    ├── Unauthenticated       no key or an unknown key
  │    └── Forbidden             the key's role may not do this
@@ -117,9 +120,32 @@ class Conflict(FaceledgerError):
     http_status = 409
 
 
-class LimitExceeded(FaceledgerError):
+class LimitExceeded(Conflict):
+    """A stored limit would be exceeded (e.g. faces per person): a conflict with the data."""
+
     code = "limit_exceeded"
+    http_status = 409
+
+
+class RateLimited(FaceledgerError):
+    """Too many requests; ``retry_after`` seconds says when to try again."""
+
+    code = "rate_limited"
     http_status = 429
+
+
+class Overloaded(FaceledgerError):
+    """No capacity for this request now; ``retry_after`` seconds says when to try again."""
+
+    code = "overloaded"
+    http_status = 503
+
+
+class RequestAbandoned(FaceledgerError):
+    """The request timed out or its client went away before it committed; nothing changed."""
+
+    code = "timeout"
+    http_status = 504
 
 
 class AuthError(FaceledgerError):

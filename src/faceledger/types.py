@@ -80,6 +80,12 @@ class Face:
     fallback: bool = False
     """True when no face was detected and the whole image was used (evaluation only)."""
 
+    def require_embedding(self) -> FloatArray:
+        """The embedding of a face the engine embedded (an error if it was only detected)."""
+        if self.embedding is None:
+            raise ValueError("this face was detected but not embedded")
+        return self.embedding
+
     def public(self) -> dict[str, object]:
         """Box, landmarks, score and quality as plain JSON values (never the embedding)."""
         return {

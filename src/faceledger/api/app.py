@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
 from faceledger import __version__
 from faceledger.api import problems
@@ -17,8 +18,9 @@ from faceledger.api.routes import audit, collections, health, keys, persons, sea
 from faceledger.config import Settings
 from faceledger.ledger.audit import Actor
 from faceledger.ledger.keys import Role
-from faceledger.ledger.retention import Sweeper
 from faceledger.service import FaceService
+from faceledger.service.jobs import VideoJobs
+from faceledger.service.retention import Sweeper
 
 ADMIN_KEY_FILE = "admin.key"
 
@@ -49,11 +51,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service.engine()  # load the default models before the first request
         sweeper = Sweeper(service, interval=settings.retention_sweep_seconds)
         sweeper.start()
+        jobs = VideoJobs(service)
         app.state.service = service
+        app.state.video_jobs = jobs
         app.state.limiter = RateLimiter(rate=settings.rate_limit, burst=settings.rate_burst)
         try:
             yield
         finally:
+            await run_in_threadpool(jobs.close)
             sweeper.stop()
             service.close()
 

@@ -21,7 +21,7 @@ def problem(
 ) -> JSONResponse:
     """A problem+json response."""
     body = {
-        "type": f"https://faceledger.dev/problems/{code}",
+        "type": f"/problems/{code}",  # relative to this server, which documents it
         "title": code.replace("_", " "),
         "status": status,
         "code": code,
@@ -48,8 +48,30 @@ _HTTP_CODES = {
 }
 
 
+def _describe_codes() -> dict[str, dict[str, Any]]:
+    """Every domain error code with its HTTP status and what it means (first docstring line)."""
+    out: dict[str, dict[str, Any]] = {}
+    stack: list[type[FaceledgerError]] = [FaceledgerError]
+    while stack:
+        cls = stack.pop(0)
+        doc = (cls.__doc__ or "").strip().splitlines()
+        out.setdefault(cls.code, {"status": cls.http_status, "title": doc[0] if doc else ""})
+        stack.extend(cls.__subclasses__())
+    for status, code in _HTTP_CODES.items():
+        out.setdefault(code, {"status": status, "title": code.replace("_", " ")})
+    return out
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into a problem response."""
+    codes = _describe_codes()
+
+    @app.get("/problems/{code}", include_in_schema=False)
+    async def _problem_type(code: str) -> JSONResponse:
+        """The page a problem's ``type`` URI points at: the code, its status and meaning."""
+        if code not in codes:
+            return problem(404, "not_found", f"no problem type {code!r}")
+        return JSONResponse({"code": code, **codes[code]})
 
     @app.exception_handler(FaceledgerError)
     async def _domain(_: Request, exc: FaceledgerError) -> JSONResponse:

@@ -7,7 +7,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from faceledger.errors import LimitExceeded
+from faceledger.errors import RateLimited
 
 
 @dataclass
@@ -26,7 +26,7 @@ class RateLimiter:
         self._lock = threading.Lock()
 
     def check(self, key_id: str) -> None:
-        """Take one token for ``key_id`` or raise LimitExceeded with ``retry_after`` seconds."""
+        """Take one token for ``key_id`` or raise RateLimited with ``retry_after`` seconds."""
         if self.rate <= 0:
             return
         now = time.monotonic()
@@ -38,4 +38,4 @@ class RateLimiter:
                 bucket.tokens -= 1.0
                 return
             wait = (1.0 - bucket.tokens) / self.rate
-        raise LimitExceeded("rate limit exceeded for this key", retry_after=max(1, math.ceil(wait)))
+        raise RateLimited("rate limit exceeded for this key", retry_after=max(1, math.ceil(wait)))

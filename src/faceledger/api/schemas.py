@@ -42,6 +42,7 @@ class PersonCreate(BaseModel):
 
 
 class PersonUpdate(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=256, description="Rename.")
     consent: str | None = Field(default=None, max_length=1024)
     metadata: dict[str, Any] | None = None
     retain_until: datetime | None = None

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 
 from faceledger.cli.common import emit, face_json, fail_cleanly, progress_bar
 from faceledger.cli.context import open_service
 from faceledger.results import FaceResult
+from faceledger.search.operations import SimilarMode
 from faceledger.service import local_actor
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
@@ -245,7 +246,7 @@ def similar(
         result = svc.similar(
             collection,
             str(image),
-            mode=mode,
+            mode=cast(SimilarMode, mode),  # checked by the service
             top=top,
             max_fmr=max_fmr,
             purpose=purpose,

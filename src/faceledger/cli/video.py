@@ -11,7 +11,7 @@ import typer
 from faceledger.cli.common import err_console, fail_cleanly, progress_bar, to_jsonable
 from faceledger.cli.context import open_service
 from faceledger.service import local_actor
-from faceledger.video import IndexOptions, VideoIndex, index_video
+from faceledger.video import IndexOptions, VideoIndex
 
 video_app = typer.Typer(
     help="Index videos: who appears when, and the text on screen.", no_args_is_help=True
@@ -47,8 +47,7 @@ def index(
     """Index a video: each person with the intervals they appear in, and on-screen text."""
     options = IndexOptions(fps=None if every_frame else fps, ocr=ocr, max_fmr=max_fmr)
     with open_service() as svc, progress_bar("indexing") as progress:
-        result = index_video(
-            svc,
+        result = svc.index_video(
             collection,
             video,
             options=options,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -14,6 +15,7 @@ from faceledger.store import Store
 from faceledger.store.repository import CollectionRecord
 from faceledger.types import FloatArray
 
+SimilarMode = Literal["matchPerson", "matchFace"]
 FACES_PER_CANDIDATE = 8
 """Nearest faces fetched per requested candidate, so persons with many faces still rank."""
 
@@ -68,7 +70,7 @@ def similar(
     query: FloatArray,
     calibration: Calibration,
     *,
-    mode: str,
+    mode: SimilarMode,
     top: int,
     max_fmr: float,
 ) -> list[Candidate]:

@@ -8,7 +8,8 @@ behind and a crash after commit is repaired from the log on the next open.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,8 +28,21 @@ from faceledger.store.vectors import SAVE_EVERY, CollectionIndex
 from faceledger.types import FloatArray
 
 MAX_FACES_PER_PERSON = 250
-InTransaction = Callable[[Connection], None]
-"""A hook run inside a write transaction (the audit ledger writes its entry there)."""
+
+
+@dataclass(slots=True)
+class Tx:
+    """An open write transaction of the store and the work to do once it has committed.
+
+    The in-memory indexes change only after the commit (:meth:`Store.transaction` runs
+    the ``after_commit`` actions), so a rolled-back transaction leaves them untouched.
+    """
+
+    conn: Connection
+    _after: list[Callable[[], None]] = field(default_factory=list)
+
+    def after_commit(self, action: Callable[[], None]) -> None:
+        self._after.append(action)
 
 
 def now() -> datetime:
@@ -115,6 +129,37 @@ class Store:
         """The SQLAlchemy engine (for modules that share the database, such as the ledger)."""
         return self._engine
 
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """One write transaction (SQLite's write lock from the first statement).
+
+        Store writes given this ``tx`` join it; they all commit or roll back together, and
+        the vector indexes are updated after the commit.
+        """
+        with write_transaction(self._engine) as conn:
+            tx = Tx(conn)
+            yield tx
+        for action in tx._after:
+            action()
+
+    @contextmanager
+    def _read(self, tx: Tx | None) -> Iterator[Connection]:
+        """The caller's transaction, or a read snapshot of our own."""
+        if tx is not None:
+            yield tx.conn
+        else:
+            with read_transaction(self._engine) as conn:
+                yield conn
+
+    @contextmanager
+    def _write(self, tx: Tx | None) -> Iterator[Tx]:
+        """Join the caller's transaction, or run in one of our own."""
+        if tx is not None:
+            yield tx
+        else:
+            with self.transaction() as own:
+                yield own
+
     def close(self) -> None:
         """Save every open index and release the database."""
         for idx in self._indexes.values():
@@ -132,13 +177,13 @@ class Store:
         embedding_dim: int,
         require_consent: bool = True,
         store_images: bool = False,
-        record: InTransaction | None = None,
+        tx: Tx | None = None,
     ) -> CollectionRecord:
         """Create a collection bound for life to one model pack's embedding space."""
         _check_name(name, "collection")
-        try:
-            with write_transaction(self._engine) as conn:
-                conn.execute(
+        with self._write(tx) as t:
+            try:
+                t.conn.execute(
                     insert(collections).values(
                         name=name,
                         model_pack=model_pack,
@@ -150,34 +195,31 @@ class Store:
                         created_at=now(),
                     )
                 )
-                if record:
-                    record(conn)
-        except IntegrityError:
-            raise Conflict(f"collection {name!r} already exists") from None
-        return self.get_collection(name)
+            except IntegrityError:
+                raise Conflict(f"collection {name!r} already exists") from None
+            return _collection_row(t.conn, name)
 
     def get_collection(self, name: str) -> CollectionRecord:
         with read_transaction(self._engine) as conn:
-            row = conn.execute(select(collections).where(collections.c.name == name)).first()
-        if row is None:
-            raise NotFound(f"collection {name!r} not found")
-        return _collection(row)
+            return _collection_row(conn, name)
 
     def list_collections(self) -> list[CollectionRecord]:
         with read_transaction(self._engine) as conn:
             rows = conn.execute(select(collections).order_by(collections.c.name)).all()
         return [_collection(r) for r in rows]
 
-    def delete_collection(self, name: str, *, record: InTransaction | None = None) -> None:
-        """Erase a collection with all its persons, faces and vectors."""
-        col = self.get_collection(name)
-        with write_transaction(self._engine) as conn:
+    def delete_collection(self, name: str, *, tx: Tx | None = None) -> None:
+        """Erase a collection with all its persons, faces, vectors and index files."""
+        with self._write(tx) as t:
+            col = _collection_row(t.conn, name)
+            conn = t.conn
             conn.execute(delete(faces).where(faces.c.collection_id == col.id))
             conn.execute(delete(persons).where(persons.c.collection_id == col.id))
             conn.execute(delete(vector_changes).where(vector_changes.c.collection_id == col.id))
             conn.execute(delete(collections).where(collections.c.id == col.id))
-            if record:
-                record(conn)
+            t.after_commit(lambda: self._drop_index(col))
+
+    def _drop_index(self, col: CollectionRecord) -> None:
         with self._lock:
             idx = self._indexes.pop(col.id, None)
         if idx is None:
@@ -211,15 +253,15 @@ class Store:
         consent: str | None = None,
         metadata: dict[str, Any] | None = None,
         retain_until: datetime | None = None,
-        record: InTransaction | None = None,
+        tx: Tx | None = None,
     ) -> PersonRecord:
         """Create a person; the collection may require a consent reference."""
-        col = self.get_collection(collection)
         _check_name(name, "person")
-        _check_consent(col, consent)
-        try:
-            with write_transaction(self._engine) as conn:
-                conn.execute(
+        with self._write(tx) as t:
+            col = _collection_row(t.conn, collection)
+            _check_consent(col, consent)
+            try:
+                t.conn.execute(
                     insert(persons).values(
                         collection_id=col.id,
                         name=name,
@@ -229,20 +271,64 @@ class Store:
                         created_at=now(),
                     )
                 )
-                if record:
-                    record(conn)
-        except IntegrityError:
-            raise Conflict(f"person {name!r} already exists in {collection!r}") from None
-        return self.get_person(collection, name)
+            except IntegrityError:
+                raise Conflict(f"person {name!r} already exists in {collection!r}") from None
+            return _person(_person_row(t.conn, col.id, name), col.name)
 
-    def get_person(self, collection: str, name: str) -> PersonRecord:
-        col = self.get_collection(collection)
-        with read_transaction(self._engine) as conn:
+    def get_person(self, collection: str, name: str, *, tx: Tx | None = None) -> PersonRecord:
+        """A person with their face count (seen from ``tx`` when given)."""
+        with self._read(tx) as conn:
+            col = _collection_row(conn, collection)
             row = _person_row(conn, col.id, name)
-            count = conn.scalar(
-                select(func.count()).select_from(faces).where(faces.c.person_id == row.id)
+            return _person(row, col.name, _face_count(conn, row.id))
+
+    def enrolled_hashes(self, collection: str, person: str, *, tx: Tx | None = None) -> set[str]:
+        """SHA-256 of every image enrolled for a person (none if the person does not exist)."""
+        with self._read(tx) as conn:
+            col = _collection_row(conn, collection)
+            rows = conn.execute(
+                select(faces.c.image_sha256)
+                .join(persons, persons.c.id == faces.c.person_id)
+                .where(persons.c.collection_id == col.id, persons.c.name == person)
+            ).all()
+        return {str(r[0]) for r in rows if r[0]}
+
+    def move_faces(
+        self,
+        collection: str,
+        to: str,
+        *,
+        face_ids: Sequence[int] | None = None,
+        person: str | None = None,
+        tx: Tx | None = None,
+    ) -> int:
+        """Give faces (by id, or all of ``person``'s) to the existing person ``to``.
+
+        Vectors and face ids do not change, so the index needs no update. Returns the
+        number of faces moved.
+        """
+        with self._write(tx) as t:
+            col = _collection_row(t.conn, collection)
+            target = _person_row(t.conn, col.id, to).id
+            condition = faces.c.collection_id == col.id
+            if face_ids is not None:
+                ids = [int(i) for i in face_ids]
+                found = set(
+                    t.conn.scalars(select(faces.c.id).where(condition, faces.c.id.in_(ids))).all()
+                )
+                if missing := sorted(set(ids) - found):
+                    raise NotFound(f"face(s) {missing} not found in {collection!r}")
+                condition = and_(condition, faces.c.id.in_(ids))
+            if person is not None:
+                source = _person_row(t.conn, col.id, person).id
+                condition = and_(condition, faces.c.person_id == source)
+            moving = list(
+                t.conn.scalars(select(faces.c.id).where(condition, faces.c.person_id != target))
             )
-        return _person(row, col.name, int(count or 0))
+            self._check_face_limit(t.conn, [target] * len(moving))
+            if moving:
+                t.conn.execute(update(faces).where(faces.c.id.in_(moving)).values(person_id=target))
+            return len(moving)
 
     def list_persons(
         self, collection: str, *, offset: int = 0, limit: int = 100
@@ -270,46 +356,48 @@ class Store:
         collection: str,
         name: str,
         *,
+        new_name: str | None = None,
         metadata: dict[str, Any] | None = None,
         consent: str | None = None,
         retain_until: datetime | None = None,
-        record: InTransaction | None = None,
+        tx: Tx | None = None,
     ) -> PersonRecord:
-        """Change a person's metadata, consent reference or retention date (``None``: unchanged)."""
-        col = self.get_collection(collection)
+        """Rename a person, or change metadata, consent or retention (``None``: unchanged)."""
         values: dict[str, Any] = {}
+        if new_name is not None and new_name != name:
+            _check_name(new_name, "person")
+            values["name"] = new_name
         if metadata is not None:
             values["metadata"] = metadata
         if consent is not None:
             values["consent"] = consent
         if retain_until is not None:
             values["retain_until"] = retain_until
-        with write_transaction(self._engine) as conn:
-            row = _person_row(conn, col.id, name)
+        with self._write(tx) as t:
+            col = _collection_row(t.conn, collection)
+            row = _person_row(t.conn, col.id, name)
             if values:
-                conn.execute(update(persons).where(persons.c.id == row.id).values(**values))
-            if record:
-                record(conn)
-        return self.get_person(collection, name)
+                try:
+                    t.conn.execute(update(persons).where(persons.c.id == row.id).values(**values))
+                except IntegrityError:
+                    raise Conflict(
+                        f"person {new_name!r} already exists in {collection!r}"
+                    ) from None
+            renamed = values.get("name", name)
+            return _person(
+                _person_row(t.conn, col.id, renamed), col.name, _face_count(t.conn, row.id)
+            )
 
-    def delete_person(
-        self, collection: str, name: str, *, record: InTransaction | None = None
-    ) -> int:
+    def delete_person(self, collection: str, name: str, *, tx: Tx | None = None) -> int:
         """Erase a person and all their faces from database and index at once.
 
         Returns the number of faces erased.
         """
-        col = self.get_collection(collection)
-        with write_transaction(self._engine) as conn:
-            row = _person_row(conn, col.id, name)
-            removed = self._delete_faces(conn, col.id, faces.c.person_id == row.id)
-            conn.execute(delete(persons).where(persons.c.id == row.id))
-            seq = self._last_seq(conn)
-            if record:
-                record(conn)
-        self.index(col).apply(
-            np.zeros(0, np.int64), np.zeros((0, col.embedding_dim), np.float32), removed, seq
-        )
+        with self._write(tx) as t:
+            col = _collection_row(t.conn, collection)
+            row = _person_row(t.conn, col.id, name)
+            removed = self._delete_faces(t, col, faces.c.person_id == row.id)
+            t.conn.execute(delete(persons).where(persons.c.id == row.id))
         return int(removed.size)
 
     def expired_persons(self, at: datetime | None = None) -> list[PersonRecord]:
@@ -332,63 +420,56 @@ class Store:
         *,
         create_person: bool = False,
         consent: str | None = None,
-        record: InTransaction | None = None,
+        tx: Tx | None = None,
     ) -> list[int]:
         """Store faces for a person (or unattached, for a face list) in one transaction.
 
-        With ``create_person`` a missing person is created in the same transaction.
-        Returns the new face ids.
+        The person is looked up inside the write transaction, so a face can never be
+        stored for a person erased meanwhile. With ``create_person`` a missing person is
+        created in the same transaction. Returns the new face ids.
         """
-        col = self.get_collection(collection)
-        vectors = _check_vectors(new_faces, col.embedding_dim)
-        with write_transaction(self._engine) as conn:
+        with self._write(tx) as t:
+            col = _collection_row(t.conn, collection)
+            vectors = _check_vectors(new_faces, col.embedding_dim)
             person_id = None
             if person is not None:
                 person_id = self._ensure_person(
-                    conn, col, person, create=create_person, consent=consent
+                    t.conn, col, person, create=create_person, consent=consent
                 )
-                self._check_face_limit(conn, [person_id] * len(new_faces))
-            created = now()
+                self._check_face_limit(t.conn, [person_id] * len(new_faces))
             ids = self._insert_faces(
-                conn, col, [person_id] * len(new_faces), new_faces, vectors, created
+                t.conn, col, [person_id] * len(new_faces), new_faces, vectors, now()
             )
-            seq = self._log(conn, col.id, ids, "a")
-            if record:
-                record(conn)
-        self.index(col).apply(ids, vectors, np.zeros(0, np.int64), seq)
+            self._added(t, col, ids, vectors)
         return [int(i) for i in ids]
 
     def add_faces_bulk(
-        self, collection: str, items: Sequence[tuple[str, NewFace]], *, consent: str | None = None
+        self,
+        collection: str,
+        items: Sequence[tuple[str, NewFace]],
+        *,
+        consent: str | None = None,
+        tx: Tx | None = None,
     ) -> list[int]:
         """Store many ``(person, face)`` items in one transaction, creating persons as needed."""
-        col = self.get_collection(collection)
-        vectors = _check_vectors([f for _, f in items], col.embedding_dim)
         names = list(dict.fromkeys(p for p, _ in items))
-        with write_transaction(self._engine) as conn:
-            person_ids = self._ensure_persons(conn, col, names, consent=consent)
+        with self._write(tx) as t:
+            col = _collection_row(t.conn, collection)
+            vectors = _check_vectors([f for _, f in items], col.embedding_dim)
+            person_ids = self._ensure_persons(t.conn, col, names, consent=consent)
             owners = [person_ids[name] for name, _ in items]
-            self._check_face_limit(conn, owners)
-            ids = self._insert_faces(conn, col, owners, [f for _, f in items], vectors, now())
-            seq = self._log(conn, col.id, ids, "a")
-        self.index(col).apply(ids, vectors, np.zeros(0, np.int64), seq)
+            self._check_face_limit(t.conn, owners)
+            ids = self._insert_faces(t.conn, col, owners, [f for _, f in items], vectors, now())
+            self._added(t, col, ids, vectors)
         return [int(i) for i in ids]
 
-    def delete_face(
-        self, collection: str, face_id: int, *, record: InTransaction | None = None
-    ) -> None:
+    def delete_face(self, collection: str, face_id: int, *, tx: Tx | None = None) -> None:
         """Erase one face from database and index at once."""
-        col = self.get_collection(collection)
-        with write_transaction(self._engine) as conn:
-            removed = self._delete_faces(conn, col.id, faces.c.id == face_id)
+        with self._write(tx) as t:
+            col = _collection_row(t.conn, collection)
+            removed = self._delete_faces(t, col, faces.c.id == face_id)
             if removed.size == 0:
                 raise NotFound(f"face {face_id} not found in {collection!r}")
-            seq = self._last_seq(conn)
-            if record:
-                record(conn)
-        self.index(col).apply(
-            np.zeros(0, np.int64), np.zeros((0, col.embedding_dim), np.float32), removed, seq
-        )
 
     def list_faces(
         self, collection: str, person: str | None = None, *, offset: int = 0, limit: int = 1000
@@ -564,16 +645,24 @@ class Store:
     def _last_seq(conn: Connection) -> int:
         return int(conn.scalar(select(func.coalesce(func.max(vector_changes.c.seq), 0))) or 0)
 
-    def _delete_faces(self, conn: Connection, collection_id: int, condition: Any) -> np.ndarray:
+    def _added(self, t: Tx, col: CollectionRecord, ids: np.ndarray, vectors: FloatArray) -> None:
+        """Log added vectors; the index takes them once the transaction has committed."""
+        seq = self._log(t.conn, col.id, ids, "a")
+        t.after_commit(lambda: self.index(col).apply(ids, vectors, np.zeros(0, np.int64), seq))
+
+    def _delete_faces(self, t: Tx, col: CollectionRecord, condition: Any) -> np.ndarray:
+        """Delete matching faces and log it; the index drops them once committed."""
         ids = np.array(
-            conn.scalars(
-                select(faces.c.id).where(faces.c.collection_id == collection_id, condition)
+            t.conn.scalars(
+                select(faces.c.id).where(faces.c.collection_id == col.id, condition)
             ).all(),
             dtype=np.int64,
         )
         if ids.size:
-            conn.execute(delete(faces).where(faces.c.id.in_(ids.tolist())))
-            self._log(conn, collection_id, ids, "d")
+            t.conn.execute(delete(faces).where(faces.c.id.in_(ids.tolist())))
+            seq = self._log(t.conn, col.id, ids, "d")
+            empty = np.zeros((0, col.embedding_dim), np.float32)
+            t.after_commit(lambda: self.index(col).apply(np.zeros(0, np.int64), empty, ids, seq))
         return ids
 
 
@@ -610,6 +699,18 @@ def _unpack(rows: Sequence[Any], dim: int) -> tuple[np.ndarray, FloatArray]:
         return ids, np.zeros((0, dim), np.float32)
     vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
     return ids, vectors.copy()
+
+
+def _collection_row(conn: Connection, name: str) -> CollectionRecord:
+    row = conn.execute(select(collections).where(collections.c.name == name)).first()
+    if row is None:
+        raise NotFound(f"collection {name!r} not found")
+    return _collection(row)
+
+
+def _face_count(conn: Connection, person_id: int) -> int:
+    n = conn.scalar(select(func.count()).select_from(faces).where(faces.c.person_id == person_id))
+    return int(n or 0)
 
 
 def _person_row(conn: Connection, collection_id: int, name: str) -> Row[Any]:

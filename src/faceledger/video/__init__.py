@@ -4,7 +4,6 @@ from faceledger.video.indexer import (
     IndexOptions,
     PersonAppearance,
     VideoIndex,
-    check_request,
     index_video,
 )
 from faceledger.video.ocr import TextItem, TextLine, TextReader, TextTimeline
@@ -25,7 +24,6 @@ __all__ = [
     "VideoIndex",
     "VideoInfo",
     "VideoReader",
-    "check_request",
     "index_video",
     "link_tracks",
 ]

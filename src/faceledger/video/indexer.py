@@ -26,11 +26,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from faceledger.errors import InvalidArgument, PurposeRequired, VideoError
-from faceledger.ledger.audit import Actor
+from faceledger.engine import Engine
+from faceledger.errors import InvalidArgument, VideoError
 from faceledger.models.calibration import Calibration
 from faceledger.search.ranking import Candidate
-from faceledger.service import LOCAL_ACTOR, FaceService, Progress
 from faceledger.types import Face, FloatArray, UInt8Image
 from faceledger.video.ocr import DEFAULT_OCR_FPS, TextItem, TextLine, TextReader, TextTimeline
 from faceledger.video.reader import (
@@ -43,6 +42,12 @@ from faceledger.video.reader import (
     time_intervals,
 )
 from faceledger.video.tracker import FaceTracker, TrackerOptions, TrackSummary, link_tracks
+
+Progress = Callable[[int, int], None]
+Identify = Callable[[FloatArray, dict[str, Any]], list[list[Candidate]]]
+"""Identifies track templates ``(n, d)`` (with what to record about the video) against a
+collection, returning each template's ranked candidates."""
+
 
 UNCHANGED_FACES = 4.0
 """Largest cell change (grey levels) under which a frame is identical for face detection."""
@@ -255,41 +260,28 @@ def _same(signature: FloatArray, frame: SampledFrame, threshold: float) -> bool:
     return signature_change(signature, frame.signature) < threshold
 
 
-def check_request(service: FaceService, collection: str, purpose: str | None) -> None:
-    """Refuse an indexing request early: unknown collection or a missing required purpose."""
-    service.store.get_collection(collection)
-    if service.require_purpose and not (purpose and purpose.strip()):
-        raise PurposeRequired("searches must state their purpose (and a case reference if any)")
-
-
 def index_video(
-    service: FaceService,
-    collection: str,
     path: str | os.PathLike[str],
     *,
+    engine: Engine,
+    collection: str,
+    identify: Identify,
     options: IndexOptions | None = None,
-    purpose: str | None = None,
-    case_ref: str | None = None,
-    actor: Actor = LOCAL_ACTOR,
     progress: Progress | None = None,
     text_reader: TextReader | None = None,
 ) -> VideoIndex:
-    """Index a video file: its people against ``collection`` and its on-screen text.
+    """Index a video file: its people (identified by ``identify``) and its on-screen text.
 
-    The identification of the video's face tracks is one search in the audit ledger
-    (operation ``video.identify``, with the video's SHA-256). ``progress`` is called with
-    ``(sampled frames done, expected total)``.
+    ``engine`` embeds the faces, in the embedding space of ``collection``; ``identify`` is
+    called once, after the last frame, with every track's template (the caller records
+    it as one search). ``progress`` is called with ``(sampled frames done, expected total)``.
 
     Raises:
-        PurposeRequired: the service requires a purpose and none was given.
         VideoError: the file cannot be read at all (a partly readable file gives a
             partial index whose ``error`` says what was lost).
-        NotFound: the collection does not exist.
     """
     started = time.perf_counter()
     opts = options or IndexOptions()
-    check_request(service, collection, purpose)
-    _, engine = service.collection_engine(collection)
     cal = engine.pack.require_calibration()
     rate = None if opts.fps is None else max(opts.fps, opts.ocr_fps if opts.ocr else 0.0)
     thresholds = TrackerOptions(
@@ -310,17 +302,9 @@ def index_video(
     if run.sampled == 0:
         raise reader.error or VideoError("the video holds no decodable frame")
 
-    def identify(templates: FloatArray) -> list[list[Candidate]]:
-        return service.identify_embeddings(
-            collection,
-            templates,
-            top=opts.top,
-            max_fmr=opts.max_fmr,
-            purpose=purpose,
-            case_ref=case_ref,
-            operation="video.identify",
-            request={"video_sha256": digest, "tracks": len(templates), "fps": opts.fps},
-            actor=actor,
+    def identify_tracks(templates: FloatArray) -> list[list[Candidate]]:
+        return identify(
+            templates, {"video_sha256": digest, "tracks": len(templates), "fps": opts.fps}
         )
 
     period = 1.0 / opts.fps if opts.fps else 1.0 / (info.fps or 25.0)
@@ -336,7 +320,7 @@ def index_video(
         sample_fps=opts.fps,
         frames_sampled=run.sampled,
         frames_analysed=run.analysed,
-        people=_people(run, identify, cal, period=period, end=info.duration),
+        people=_people(run, identify_tracks, cal, period=period, end=info.duration),
         text=timeline.items(end=info.duration) if timeline else [],
         complete=reader.error is None,
         errors=list(reader.errors),

@@ -64,6 +64,7 @@ def update_person(
     updated = service.update_person(
         collection,
         person,
+        new_name=body.name,
         metadata=body.metadata,
         consent=body.consent,
         retain_until=body.retain_until,
@@ -84,8 +85,8 @@ def export_person(
     """Subject access request: everything stored about the person (embeddings excluded)."""
     data = service.export_person(collection, person, actor=actor_of(key))
     return {
-        "person": PersonPublic.model_validate(data["person"]).model_dump(mode="json"),
-        "faces": [FacePublic.model_validate(f).model_dump(mode="json") for f in data["faces"]],
+        "person": PersonPublic.model_validate(data.person).model_dump(mode="json"),
+        "faces": [FacePublic.model_validate(f).model_dump(mode="json") for f in data.faces],
     }
 
 
@@ -104,16 +105,25 @@ def enroll_face(
     face_index: Annotated[int | None, Query(ge=0, le=1000)] = None,
     largest: bool = False,
     allow_low_quality: bool = False,
+    allow_duplicates: Annotated[
+        bool, Query(description="Enrol an image already enrolled for this person again.")
+    ] = False,
 ) -> EnrolledFace:
-    """Enrol the face of an uploaded image for an existing person."""
+    """Enrol the face of an uploaded image for an existing person.
+
+    The person must exist when the face is stored (checked in the storing transaction):
+    an enrolment racing the person's erasure fails with 404, it never brings them back.
+    """
     service.store.get_person(collection, person)  # 404 before any work
     [result] = service.enroll(
         collection,
         person,
         [image],
+        create_person=False,
         face_index=face_index,
         largest=largest,
         allow_low_quality=allow_low_quality,
+        allow_duplicates=allow_duplicates,
         sources=["upload"],
         strict=True,
         actor=actor_of(key),

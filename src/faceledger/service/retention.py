@@ -8,13 +8,13 @@ from datetime import datetime
 
 from faceledger.errors import NotFound
 from faceledger.ledger.audit import Actor
-from faceledger.service import FaceService
+from faceledger.service.persons import PersonOps
 
 log = logging.getLogger(__name__)
 SWEEPER = Actor(key_id=None, role="system", name="retention-sweeper")
 
 
-def sweep(service: FaceService, *, at: datetime | None = None) -> list[tuple[str, str]]:
+def sweep(service: PersonOps, *, at: datetime | None = None) -> list[tuple[str, str]]:
     """Erase every expired person (database, index, stored images).
 
     Returns the ``(collection, person)`` pairs erased.
@@ -38,7 +38,7 @@ def sweep(service: FaceService, *, at: datetime | None = None) -> list[tuple[str
 class Sweeper:
     """Runs :func:`sweep` every ``interval`` seconds on a daemon thread."""
 
-    def __init__(self, service: FaceService, *, interval: float) -> None:
+    def __init__(self, service: PersonOps, *, interval: float) -> None:
         self._service = service
         self._interval = interval
         self._stop = threading.Event()

@@ -1,0 +1,106 @@
+"""What every part of the service shares: settings, store, ledger, keys, engines, auditing."""
+
+from __future__ import annotations
+
+import getpass
+import threading
+from collections.abc import Callable
+
+from faceledger.config import Settings
+from faceledger.engine import Engine
+from faceledger.errors import Conflict, PurposeRequired
+from faceledger.imaging import ImageLimits
+from faceledger.ledger.audit import Actor, Ledger
+from faceledger.ledger.keys import KeyStore
+from faceledger.models.calibration import Calibration
+from faceledger.service.work import Auditor
+from faceledger.store import Store
+from faceledger.store.repository import CollectionRecord
+
+Progress = Callable[[int, int], None]
+LOCAL_ACTOR = Actor(key_id=None, role="local", name=None)
+
+
+def local_actor() -> Actor:
+    """The local user running the CLI or library, as recorded in the ledger."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return Actor(key_id=None, role="local", name=f"local:{user}")
+
+
+class ServiceCore:
+    """One data directory's store, ledger and keys, the loaded engines and the auditor."""
+
+    def __init__(self, settings: Settings | None = None, *, require_purpose: bool = False) -> None:
+        self.settings = settings or Settings()
+        self.store = Store(self.settings.data)
+        self.ledger = Ledger(self.store.engine, self.settings.data)
+        self.keys = KeyStore(self.store.engine)
+        self.auditor = Auditor(self.store, self.ledger)
+        self.audited = self.auditor.audited
+        self.require_purpose = require_purpose
+        """Searches must state a purpose (the HTTP app sets it from ``settings``)."""
+        self._engines: dict[str, Engine] = {}
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        for engine in self._engines.values():
+            engine.close()
+        self.store.close()
+
+    # -- engines -------------------------------------------------------------------------
+    def engine(self, pack: str | None = None) -> Engine:
+        """The engine of a model pack, loaded once per service."""
+        name = pack or self.settings.model_pack
+        with self._lock:
+            if name not in self._engines:
+                self._engines[name] = Engine(
+                    name,
+                    workers=self.settings.workers,
+                    min_face_size=self.settings.min_face_size,
+                    detector_input_cap=self.settings.detector_input_cap,
+                    limits=ImageLimits(
+                        self.settings.max_image_bytes, self.settings.max_image_pixels
+                    ),
+                )
+            return self._engines[name]
+
+    def collection_engine(self, collection: str) -> tuple[CollectionRecord, Engine]:
+        """A collection and the engine of its model pack (refusing a pack whose weights changed).
+
+        Raises:
+            NotFound: no such collection.
+            Conflict: the pack's model is no longer the one the collection's embeddings
+                came from (embeddings of different models are never compared).
+        """
+        col = self.store.get_collection(collection)
+        engine = self.engine(col.model_pack)
+        if engine.model_id != col.model_id:
+            raise Conflict(
+                f"collection {collection!r} holds embeddings of {col.model_id}, but pack "
+                f"{col.model_pack!r} is now {engine.model_id}: "
+                "embeddings of different models are never compared"
+            )
+        return col, engine
+
+    def calibration(self, collection: str) -> Calibration:
+        """The calibration that turns a collection's similarities into false match rates."""
+        _, engine = self.collection_engine(collection)
+        return engine.pack.require_calibration()
+
+    def threshold(self, collection: str, max_fmr: float | None = None) -> float:
+        """The similarity threshold of a collection's pack for a stated false match rate."""
+        return self.calibration(collection).threshold_for(self.max_fmr(max_fmr))
+
+    def max_fmr(self, given: float | None) -> float:
+        """The false match rate asked for, or the configured default (``default_max_fmr``)."""
+        return self.settings.default_max_fmr if given is None else given
+
+    def check_purpose(self, purpose: str | None) -> None:
+        if self.require_purpose and not (purpose and purpose.strip()):
+            raise PurposeRequired(
+                "searches must state their purpose: pass purpose=... "
+                "(HTTP: ?purpose=...; CLI: --purpose) and a case reference if any"
+            )

@@ -1,0 +1,335 @@
+"""Persons and enrolment: create, rename, merge, enrol faces, erase; each change audited."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from faceledger.engine import ImageInput
+from faceledger.errors import (
+    Conflict,
+    FaceledgerError,
+    InvalidArgument,
+    MultipleFaces,
+    NoFace,
+    QualityTooLow,
+)
+from faceledger.imaging.folders import person_folders
+from faceledger.ledger.audit import Actor
+from faceledger.results import EnrolledImage, EnrollSummary, image_sha256, source_name
+from faceledger.service.core import LOCAL_ACTOR, Progress, ServiceCore
+from faceledger.store import NewFace
+from faceledger.store.repository import FaceRecord, PersonRecord
+from faceledger.types import Face
+
+BACKGROUND_FACE_AREA = 0.1
+"""Faces smaller than this fraction of the largest face's area are treated as background
+when deciding whether an enrolment image holds several faces."""
+
+
+@dataclass(frozen=True, slots=True)
+class PersonExport:
+    """Everything stored about a person (a subject access request)."""
+
+    person: PersonRecord
+    faces: list[FaceRecord]
+
+
+class PersonOps(ServiceCore):
+    """Persons of a collection and their enrolled faces."""
+
+    def create_person(
+        self,
+        collection: str,
+        name: str,
+        *,
+        consent: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        retain_until: datetime | None = None,
+        actor: Actor = LOCAL_ACTOR,
+    ) -> PersonRecord:
+        request = {"person": name, "consent": consent}
+        with self.audited(actor, "person.create", collection=collection, request=request) as work:
+            return self.store.create_person(
+                collection,
+                name,
+                consent=consent,
+                metadata=metadata,
+                retain_until=retain_until,
+                tx=work.tx,
+            )
+
+    def update_person(
+        self,
+        collection: str,
+        name: str,
+        *,
+        new_name: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        consent: str | None = None,
+        retain_until: datetime | None = None,
+        actor: Actor = LOCAL_ACTOR,
+    ) -> PersonRecord:
+        """Rename a person or change their metadata, consent reference or retention date."""
+        changed = [
+            k
+            for k, v in (
+                ("name", new_name),
+                ("metadata", metadata),
+                ("consent", consent),
+                ("retain_until", retain_until),
+            )
+            if v is not None
+        ]
+        request: dict[str, Any] = {"person": name, "changed": changed}
+        if new_name is not None:
+            request["new_name"] = new_name
+        with self.audited(actor, "person.update", collection=collection, request=request) as work:
+            return self.store.update_person(
+                collection,
+                name,
+                new_name=new_name,
+                metadata=metadata,
+                consent=consent,
+                retain_until=retain_until,
+                tx=work.tx,
+            )
+
+    def merge_persons(
+        self, collection: str, source: str, into: str, *, actor: Actor = LOCAL_ACTOR
+    ) -> PersonRecord:
+        """Move every face of ``source`` to ``into`` and remove ``source`` (one audited change)."""
+        if source == into:
+            raise InvalidArgument("a person cannot be merged into themselves")
+        request = {"person": source, "into": into}
+        with self.audited(actor, "person.merge", collection=collection, request=request) as work:
+            moved = self.store.move_faces(collection, into, person=source, tx=work.tx)
+            self.store.delete_person(collection, source, tx=work.tx)
+            work.result["faces_moved"] = moved
+            return self.store.get_person(collection, into, tx=work.tx)
+
+    def move_faces(
+        self, collection: str, face_ids: Sequence[int], to: str, *, actor: Actor = LOCAL_ACTOR
+    ) -> PersonRecord:
+        """Move faces to another person (splitting a wrongly merged person); audited."""
+        ids = [int(i) for i in face_ids]
+        if not ids:
+            raise InvalidArgument("no faces to move")
+        request = {"face_ids": ids, "to": to}
+        with self.audited(actor, "face.move", collection=collection, request=request) as work:
+            self.store.move_faces(collection, to, face_ids=ids, tx=work.tx)
+            return self.store.get_person(collection, to, tx=work.tx)
+
+    def delete_person(
+        self, collection: str, name: str, *, reason: str = "request", actor: Actor = LOCAL_ACTOR
+    ) -> int:
+        """Erase a person now: rows, embeddings and index entries. Returns faces erased."""
+        request = {"person": name, "reason": reason}
+        with self.audited(actor, "person.delete", collection=collection, request=request) as work:
+            erased = self.store.delete_person(collection, name, tx=work.tx)
+            work.result["faces"] = erased
+            return erased
+
+    def delete_face(self, collection: str, face_id: int, *, actor: Actor = LOCAL_ACTOR) -> None:
+        request = {"face_id": face_id}
+        with self.audited(actor, "face.delete", collection=collection, request=request) as work:
+            self.store.delete_face(collection, face_id, tx=work.tx)
+
+    def export_person(
+        self, collection: str, name: str, *, actor: Actor = LOCAL_ACTOR
+    ) -> PersonExport:
+        """Everything stored about a person (subject access request); the export is audited."""
+        request = {"person": name}
+        with self.audited(actor, "person.export", collection=collection, request=request):
+            return PersonExport(
+                self.store.get_person(collection, name), self.store.list_faces(collection, name)
+            )
+
+    # -- enrolment -----------------------------------------------------------------------
+    def enroll(
+        self,
+        collection: str,
+        person: str,
+        images: Sequence[ImageInput],
+        *,
+        consent: str | None = None,
+        create_person: bool = True,
+        face_index: int | None = None,
+        largest: bool = False,
+        allow_low_quality: bool = False,
+        allow_duplicates: bool = False,
+        aligned: bool = False,
+        sources: Sequence[str] | None = None,
+        strict: bool = False,
+        actor: Actor = LOCAL_ACTOR,
+    ) -> list[EnrolledImage]:
+        """Detect, check and store one face per image for ``person`` in one transaction.
+
+        Images that are refused (no face, several faces, low quality, unreadable, or
+        already enrolled for this person unless ``allow_duplicates``) are reported with a
+        machine code and store nothing; the accepted ones are stored together. The person
+        is resolved inside the write transaction that stores the faces, so an enrolment
+        racing an erasure either lands first (and is erased with the person) or fails with
+        NotFound; with ``create_person`` a missing person is created in that transaction.
+        With ``aligned`` the images are already aligned face crops (no detection). With
+        ``strict`` the first refusal is raised instead (and nothing is stored).
+        """
+        col, engine = self.collection_engine(collection)
+        names = (
+            list(sources)
+            if sources is not None
+            else [source_name(im, i) for i, im in enumerate(images)]
+        )
+        outcomes: list[EnrolledImage | None] = []
+        accepted: list[tuple[int, NewFace, str]] = []
+
+        def embed(image: ImageInput) -> list[Face] | FaceledgerError:
+            try:
+                return [engine.embed_aligned_face(image)] if aligned else engine.embed(image)
+            except FaceledgerError as exc:
+                return exc
+
+        for i, (image, found) in enumerate(zip(images, engine.map(embed, images), strict=True)):
+            try:
+                if isinstance(found, FaceledgerError):
+                    raise found
+                face = choose_face(
+                    found,
+                    face_index=face_index,
+                    largest=largest,
+                    allow_low_quality=allow_low_quality,
+                )
+            except FaceledgerError as exc:
+                if strict:
+                    raise
+                outcomes.append(
+                    EnrolledImage(
+                        names[i],
+                        refused=exc.code,
+                        reason=exc.message,
+                        faces_in_image=0 if isinstance(found, FaceledgerError) else len(found),
+                    )
+                )
+                continue
+            data = image if col.store_images and isinstance(image, bytes) else None
+            new = NewFace(
+                embedding=face.require_embedding(),
+                box=face.box.as_list(),
+                quality={k: getattr(face.quality, k) for k in face.quality.__slots__},
+                source=names[i],
+                image_sha256=image_sha256(image),
+                image=data,
+            )
+            accepted.append((i, new, face.quality.grade))
+            outcomes.append(None)
+        if not accepted:
+            return [o for o in outcomes if o is not None]
+        request = {"person": person, "images": len(images), "consent": consent}
+        with self.audited(actor, "face.enroll", collection=collection, request=request) as work:
+            if not allow_duplicates:
+                known = self.store.enrolled_hashes(collection, person, tx=work.tx)
+                fresh = []
+                for i, new, grade in accepted:
+                    if new.image_sha256 in known:
+                        reason = (
+                            "this image is already enrolled for this person "
+                            "(use --allow-duplicates / allow_duplicates=true to add it again)"
+                        )
+                        if strict:
+                            raise Conflict(reason)
+                        outcomes[i] = EnrolledImage(
+                            names[i], refused="duplicate", reason=reason, faces_in_image=1
+                        )
+                    else:
+                        known.add(new.image_sha256 or "")
+                        fresh.append((i, new, grade))
+                accepted = fresh
+            ids: list[int] = []
+            if accepted:
+                ids = self.store.add_faces(
+                    collection,
+                    person,
+                    [f for _, f, _ in accepted],
+                    create_person=create_person,
+                    consent=consent,
+                    tx=work.tx,
+                )
+            work.result["sources"] = [names[i] for i, _, _ in accepted]
+            work.result["face_ids"] = ids
+        for (i, _, grade), fid in zip(accepted, ids, strict=True):
+            outcomes[i] = EnrolledImage(names[i], face_id=fid, quality=grade, faces_in_image=1)
+        return [o for o in outcomes if o is not None]
+
+    def enroll_folder(
+        self,
+        collection: str,
+        tree: Path,
+        *,
+        consent: str | None = None,
+        largest: bool = False,
+        allow_low_quality: bool = False,
+        allow_duplicates: bool = False,
+        progress: Progress | None = None,
+        actor: Actor = LOCAL_ACTOR,
+    ) -> EnrollSummary:
+        """Enrol ``tree/<person>/<images>``, one transaction per person; a summary of refusals."""
+        by_person = person_folders(tree)
+        total = sum(len(paths) for paths in by_person.values())
+        summary = EnrollSummary()
+        done = 0
+        for person, paths in by_person.items():
+            try:
+                results = self.enroll(
+                    collection,
+                    person,
+                    paths,
+                    consent=consent,
+                    largest=largest,
+                    allow_low_quality=allow_low_quality,
+                    allow_duplicates=allow_duplicates,
+                    actor=actor,
+                )
+            except (Conflict, InvalidArgument) as exc:
+                results = [
+                    EnrolledImage(str(p), refused=exc.code, reason=exc.message) for p in paths
+                ]
+            for r in results:
+                (summary.enrolled if r.face_id is not None else summary.refused).append(r)
+            done += len(paths)
+            if progress:
+                progress(done, total)
+        return summary
+
+
+def choose_face(
+    faces: list[Face], *, face_index: int | None, largest: bool, allow_low_quality: bool
+) -> Face:
+    """The face of an enrolment image to store, or the reason none can be."""
+    if not faces:
+        raise NoFace("no face found in the image")
+    if face_index is not None:
+        if not 0 <= face_index < len(faces):
+            raise InvalidArgument(
+                f"face index {face_index} out of range: {len(faces)} face(s) found"
+            )
+        chosen = faces[face_index]
+    else:
+        area = faces[0].box.width * faces[0].box.height
+        foreground = [f for f in faces if f.box.width * f.box.height >= BACKGROUND_FACE_AREA * area]
+        if len(foreground) > 1 and not largest:
+            raise MultipleFaces(
+                f"{len(foreground)} faces in the image: choose one with a face index "
+                "(--face N / face_index=N) or the largest (--largest / largest=true)",
+                faces=len(foreground),
+            )
+        chosen = faces[0]
+    if chosen.quality.grade == "low" and not allow_low_quality:
+        raise QualityTooLow(
+            "face quality is too low for enrolment (--allow-low-quality / "
+            "allow_low_quality=true to enrol it anyway)",
+            quality=chosen.quality.grade,
+        )
+    return chosen
