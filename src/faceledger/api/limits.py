@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from typing import Any
 
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from faceledger.service.work import abandon_on
 
 REQUESTS = Counter("faceledger_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("faceledger_request_seconds", "HTTP request latency", ["method", "route"])
@@ -17,7 +20,7 @@ LATENCY = Histogram("faceledger_request_seconds", "HTTP request latency", ["meth
 async def _send_problem(send: Send, status: int, code: str, detail: str) -> None:
     body = json.dumps(
         {
-            "type": f"https://faceledger.dev/problems/{code}",
+            "type": f"/problems/{code}",
             "title": code.replace("_", " "),
             "status": status,
             "code": code,
@@ -98,7 +101,12 @@ class BodyLimit:
 
 
 class Timeout:
-    """Answer 504 when a request takes longer than ``seconds`` (the work is abandoned)."""
+    """Answer 504 when a request takes longer than ``seconds``, and abandon its work.
+
+    The request runs under :func:`~faceledger.service.work.abandon_on`: once it has timed
+    out, any audited unit of work it started rolls back instead of committing, so a client
+    told "timeout" can rely on nothing having changed.
+    """
 
     def __init__(self, app: ASGIApp, *, seconds: float) -> None:
         self.app = app
@@ -116,9 +124,12 @@ class Timeout:
                 started = True
             await send(message)
 
+        abandoned = threading.Event()
         try:
-            await asyncio.wait_for(self.app(scope, receive, tracking_send), self.seconds)
+            with abandon_on(abandoned):
+                await asyncio.wait_for(self.app(scope, receive, tracking_send), self.seconds)
         except TimeoutError:
+            abandoned.set()
             if not started:
                 await _send_problem(
                     send, 504, "timeout", f"request took longer than {self.seconds} s"

@@ -1,0 +1,138 @@
+"""The audited unit of work: a change and its ledger entry commit together or not at all."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from faceledger.errors import NotFound, RequestAbandoned
+from faceledger.service import FaceService
+from faceledger.service.core import LOCAL_ACTOR
+from faceledger.service.work import abandon_on
+from tests.test_api import Server, start_server, stop_server
+
+AMY = "faceapi_bbt/identities/amy"
+
+
+def operations(service: FaceService) -> list[str]:
+    return [e["operation"] for e in service.ledger.entries()]
+
+
+def test_a_failure_inside_the_work_leaves_neither_change_nor_entry(service: FaceService) -> None:
+    service.create_collection("c", require_consent=False)
+    before = operations(service)
+    with (
+        pytest.raises(RuntimeError),
+        service.audited(LOCAL_ACTOR, "person.create", collection="c") as work,
+    ):
+        service.store.create_person("c", "ghost", tx=work.tx)
+        raise RuntimeError("fails after the change, before the commit")
+    with pytest.raises(NotFound):
+        service.store.get_person("c", "ghost")
+    assert operations(service) == before
+
+
+def test_abandoned_work_rolls_back(service: FaceService) -> None:
+    service.create_collection("c", require_consent=False)
+    before = operations(service)
+    gone = threading.Event()
+    gone.set()
+    with abandon_on(gone), pytest.raises(RequestAbandoned):
+        service.create_person("c", "late")
+    with pytest.raises(NotFound):
+        service.store.get_person("c", "late")
+    assert operations(service) == before
+    service.create_person("c", "on-time")  # outside the abandoned request: commits
+    assert operations(service)[-1] == "person.create"
+
+
+@pytest.mark.integration
+def test_a_search_is_one_entry_with_its_result(service: FaceService, faces_dir: Path) -> None:
+    service.create_collection("c", require_consent=False)
+    images = sorted((faces_dir / AMY).iterdir())
+    service.enroll("c", "amy", images[:3])
+    [result] = service.identify("c", images[3], purpose="unit of work test")
+    assert result.candidates[0].person == "amy"
+    entry = service.ledger.entries()[-1]
+    assert entry["operation"] == "identify" and entry["purpose"] == "unit of work test"
+    assert entry["result"]["faces"][0][0]["person"] == "amy"
+    assert service.ledger.verify()["ok"]
+
+
+@pytest.mark.integration
+def test_enrolment_racing_an_erasure_never_brings_the_person_back(
+    service: FaceService, faces_dir: Path
+) -> None:
+    """Enrolment (create_person=False, as over HTTP) either lands first and is erased with
+    the person, or fails with NotFound: the person never exists afterwards."""
+    service.create_collection("c", require_consent=False)
+    images = sorted((faces_dir / AMY).iterdir())
+    outcomes: list[str] = []
+    for attempt in range(20):
+        name = f"amy{attempt}"
+        service.enroll("c", name, images[:1])
+        errors: list[BaseException] = []
+
+        def enrol(person: str = name) -> None:
+            try:
+                service.enroll("c", person, images[1:2], create_person=False, strict=True)
+                outcomes.append("enrolled")
+            except NotFound:
+                outcomes.append("refused")
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        thread = threading.Thread(target=enrol)
+        thread.start()
+        service.delete_person("c", name)
+        thread.join()
+        assert not errors, errors
+        with pytest.raises(NotFound):
+            service.store.get_person("c", name)
+    assert len(outcomes) == 20
+    ids, _, owners = service.store.collection_embeddings("c")
+    assert ids.size == 0 and owners == []
+
+
+@pytest.fixture
+def hasty_server(tmp_path: Path) -> Iterator[Server]:
+    server = start_server(
+        tmp_path / "data", FACELEDGER_REQUEST_TIMEOUT="0.05", FACELEDGER_RATE_LIMIT="0"
+    )
+    yield server
+    stop_server(server)
+
+
+@pytest.mark.integration
+def test_a_timed_out_enrolment_is_never_stored(hasty_server: Server, faces_dir: Path) -> None:
+    """504 means no: the work of a request that timed out rolls back before it commits."""
+    image = (faces_dir / "facenet_pytorch/group/multiface.jpg").read_bytes()
+    headers = {"X-API-Key": hasty_server.admin_key}
+    url = hasty_server.url
+    with hasty_server.client() as admin:
+        admin.create_collection("t", require_consent=False)
+        admin.create_person("t", "p")
+    statuses = []
+    for _ in range(5):
+        r = httpx.post(
+            f"{url}/v1/collections/t/persons/p/faces",
+            params={"largest": "true", "allow_duplicates": "true"},
+            content=image,
+            headers=headers,
+            timeout=60,
+        )
+        statuses.append(r.status_code)
+    assert 504 in statuses, statuses
+    committed = statuses.count(201)
+    # Give abandoned work time to reach its commit point (and roll back there).
+    threading.Event().wait(3.0)
+    faces = httpx.get(f"{url}/v1/collections/t/persons/p/faces", headers=headers, timeout=60)
+    assert faces.status_code == 200
+    assert len(faces.json()) == committed, (statuses, faces.json())
+    with hasty_server.client() as admin:
+        enrolled = [e for e in admin.audit()["entries"] if e["operation"] == "face.enroll"]
+    assert len(enrolled) == committed
