@@ -72,10 +72,10 @@ def test_enrolment_racing_an_erasure_never_brings_the_person_back(
     service.create_collection("c", require_consent=False)
     images = sorted((faces_dir / AMY).iterdir())
     outcomes: list[str] = []
+    errors: list[BaseException] = []
     for attempt in range(20):
         name = f"amy{attempt}"
         service.enroll("c", name, images[:1])
-        errors: list[BaseException] = []
 
         def enrol(person: str = name) -> None:
             try:
