@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from faceledger.errors import InvalidArgument, StoreError
 from faceledger.index import VectorIndex, load_index, make_index
 from faceledger.index.auto import AutoIndex
-from faceledger.index.exact import IdMap
 from faceledger.index.hnsw import HnswIndex
+from faceledger.index.idmap import IdMap
 
 DIM = 32
 SMALL = {"m": 16, "ef_construction": 40}  # a cheaper graph keeps the tests fast

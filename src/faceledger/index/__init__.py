@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from faceledger.index.base import IdArray, SearchResult, VectorArray, VectorIndex
-from faceledger.index.factory import KINDS, load_index, make_index
+from faceledger.index.registry import KINDS, load_index, make_index
 
 if TYPE_CHECKING:
     from faceledger.index.auto import AutoIndex

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from faceledger.errors import InvalidArgument, StoreError
-from faceledger.index.base import IdArray, SearchResult, VectorArray
+from faceledger.index.base import IdArray, SearchResult, VectorArray, check_dim
 from faceledger.index.exact import ExactIndex, StorageDtype
-from faceledger.index.factory import check_dim, read_index_file
+from faceledger.index.fileformat import read_index_file
 from faceledger.index.hnsw import (
     DEFAULT_EF_CONSTRUCTION,
     DEFAULT_EF_SEARCH,

@@ -37,7 +37,11 @@ import os
 
 # FAISS's OpenMP threads spin while idle by default; when the cores are shared (an API server
 # also running a face model) that made a 2-thread insert 10-25x slower than 1 thread, while
-# passive waiting made it faster. Only takes effect if OpenMP is not loaded yet.
+# passive waiting made it faster. Why here, at import, and not where an index is created:
+# the OpenMP runtime reads OMP_WAIT_POLICY once, when it is loaded, and it is loaded by
+# `import faiss` just below; by the time an HnswIndex is constructed it is too late. The
+# registry imports this module only when the first HNSW index is made or loaded, so a
+# process that never uses HNSW is not affected; setdefault keeps an operator's own value.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import threading
@@ -50,18 +54,19 @@ import numpy as np
 import numpy.typing as npt
 
 from faceledger.errors import InvalidArgument, StoreError
-from faceledger.index.base import IdArray, SearchResult, VectorArray
-from faceledger.index.exact import IdMap
-from faceledger.index.factory import (
+from faceledger.index.base import (
+    IdArray,
+    SearchResult,
+    VectorArray,
     as_key,
     check_dim,
     check_ids,
     check_k,
     check_vectors,
     empty_result,
-    read_index_file,
-    write_index_file,
 )
+from faceledger.index.fileformat import read_index_file, write_index_file
+from faceledger.index.idmap import IdMap
 
 faiss: Any = _faiss  # the stubs bundled with faiss-cpu lack SearchParametersHNSW, IO callbacks
 
