@@ -50,7 +50,7 @@ import numpy.typing as npt
 
 from faceledger.errors import InvalidArgument, ModelError
 from faceledger.imaging.resize import shrink
-from faceledger.models.packs import ModelPack
+from faceledger.models.pack import ModelPack
 from faceledger.models.scrfd import Detections
 from faceledger.models.session import sha256_file
 from faceledger.types import FloatArray, UInt8Image

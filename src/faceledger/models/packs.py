@@ -12,84 +12,21 @@ from __future__ import annotations
 import importlib.resources
 import json
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from faceledger.errors import InvalidArgument, ModelError
 from faceledger.models.arcface import ArcFaceEmbedder
 from faceledger.models.calibration import Calibration
+from faceledger.models.pack import BUILDERS, ModelFile, ModelPack
+
+__all__ = ["ModelFile", "ModelPack", "builtin_pack_specs", "directory_pack", "load_pack"]
 from faceledger.models.pipeline import FacePipeline, OnnxPipeline
 from faceledger.models.scrfd import ScrfdDetector
 from faceledger.models.session import open_session, sha256_file
 
 PACK_FILE = "faceledger-pack.json"
 """A directory pack may carry this file with its licence and calibration."""
-
-
-@dataclass(frozen=True, slots=True)
-class ModelFile:
-    """One model file of a pack and its expected SHA-256 (``None``: not pinned)."""
-
-    role: str
-    path: Path
-    sha256: str | None
-
-
-@dataclass(frozen=True)
-class ModelPack:
-    """A named, hash-pinned set of models whose embeddings share one space."""
-
-    name: str
-    kind: str
-    description: str
-    license: str
-    embedding_dim: int
-    files: tuple[ModelFile, ...]
-    calibration: Calibration | None
-    home: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def model_id(self) -> str:
-        """Identity of the embedding space: pack name plus recogniser hash prefix."""
-        rec = next((f for f in self.files if f.role == "recognizer"), None)
-        digest = (rec.sha256 or "")[:12] if rec else ""
-        return f"{self.name}@{digest}" if digest else self.name
-
-    def require_calibration(self) -> Calibration:
-        """The threshold table, or a clear error telling how to make one."""
-        if self.calibration is None:
-            raise ModelError(
-                f"model pack {self.name!r} has no calibrated thresholds; "
-                "run `faceledger eval calibrate` on labelled faces to create them"
-            )
-        return self.calibration
-
-    def summary(self) -> dict[str, Any]:
-        """A JSON-ready description for `faceledger models`."""
-        cal = self.calibration
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "model_id": self.model_id,
-            "description": self.description,
-            "license": self.license,
-            "embedding_dim": self.embedding_dim,
-            "files": [
-                {"role": f.role, "file": f.path.name, "sha256": f.sha256} for f in self.files
-            ],
-            "threshold_at_fmr_1e-4": cal.threshold_for(1e-4) if cal else None,
-            "calibration_source": cal.source if cal else None,
-        }
-
-    def build(self, *, threads: int = 1) -> FacePipeline:
-        """Load the models (hash-checked) and return a ready pipeline."""
-        builder = _BUILDERS.get(self.kind)
-        if builder is None:
-            raise ModelError(f"unknown model pack kind {self.kind!r}")
-        return builder(self, threads)
 
 
 def _build_onnx(pack: ModelPack, threads: int) -> FacePipeline:
@@ -109,10 +46,7 @@ def _build_dlib(pack: ModelPack, threads: int) -> FacePipeline:
     return build_dlib_pipeline(pack)
 
 
-_BUILDERS: dict[str, Callable[[ModelPack, int], FacePipeline]] = {
-    "onnx": _build_onnx,
-    "dlib": _build_dlib,
-}
+BUILDERS.update(onnx=_build_onnx, dlib=_build_dlib)
 
 
 def _packaged_json(name: str) -> dict[str, Any]:

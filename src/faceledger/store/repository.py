@@ -19,7 +19,6 @@ import numpy as np
 from sqlalchemy import Connection, Row, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-import faceledger.ledger.schema  # noqa: F401  (registers the ledger tables on the metadata)
 from faceledger.errors import Conflict, InvalidArgument, LimitExceeded, NotFound
 from faceledger.index import SearchResult
 from faceledger.store.db import open_database, read_transaction, write_transaction
