@@ -1,7 +1,14 @@
-"""Shared fixtures: the real face data beside the repo and one engine per test session."""
+"""Shared fixtures: the real face data beside the repo and one engine per test session.
+
+Under CI (``CI`` set in the environment) nothing real may be skipped: a missing
+``../shared/faces`` fails the test that needs it, and any skipped test fails the run
+(expected failures, ``xfail``, are reported as such and do not count). Tests that use
+the real faces are marked ``integration`` through their fixture.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,14 +19,55 @@ from faceledger.engine import Engine
 from faceledger.service import FaceService
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
+IN_CI = bool(os.environ.get("CI"))
+REAL_DATA_FIXTURES = {"faces_dir", "engine", "service"}
+_skipped: list[str] = []
+
+
+def require_shared(path: Path, what: str) -> Path:
+    """``path`` if it exists; else skip, or under CI fail (real data must be there)."""
+    if not path.exists():
+        message = f"{what} is missing: {path}"
+        if IN_CI:
+            pytest.fail(f"{message} (CI runs every real-data test)")
+        pytest.skip(message)
+    return path
 
 
 @pytest.fixture(scope="session")
 def faces_dir() -> Path:
     """``../shared/faces``: real photos with identity labels (read-only)."""
-    if not SHARED.is_dir():
-        pytest.skip("../shared/faces is not present")
-    return SHARED
+    return require_shared(SHARED, "../shared/faces")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that loads real models or real faces as ``integration``."""
+    for item in items:
+        if REAL_DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        _skipped.append(report.nodeid)
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    if report.skipped:  # a whole module skipped (importorskip of a tested extra)
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under CI a skipped test is a failure: say which, and fail the run."""
+    if IN_CI and _skipped:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"CI: {len(_skipped)} test(s) skipped, which CI does not allow: "
+                + ", ".join(_skipped),
+                red=True,
+            )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")
