@@ -13,6 +13,7 @@ from faceledger.cli.db import register as register_db_commands
 from faceledger.cli.eval import eval_app
 from faceledger.cli.models import models_app
 from faceledger.cli.serve import serve
+from faceledger.cli.speech import speech_app
 from faceledger.cli.video import video_app
 from faceledger.engine import Engine
 
@@ -22,6 +23,7 @@ app = typer.Typer(
 app.add_typer(eval_app, name="eval")
 app.add_typer(models_app, name="models")
 app.add_typer(video_app, name="video")
+app.add_typer(speech_app, name="speech")
 register_db_commands(app)
 app.command()(serve)
 

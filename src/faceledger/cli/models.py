@@ -17,8 +17,11 @@ from faceledger.cli.common import emit, fail_cleanly
 from faceledger.config import Settings
 from faceledger.errors import NotFound
 from faceledger.models.packs import BUILTIN_PACKS, load_pack
+from faceledger.speech.model import SpeechModelInfo, default_model_info, directory_model_info
 
-models_app = typer.Typer(help="Model packs: list them, or show one's model card.")
+models_app = typer.Typer(
+    help="Model packs and speech models: list them, or show a pack's model card."
+)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
@@ -61,10 +64,33 @@ def read_model_card(cache_dir: Path | None, pack: str) -> dict[str, Any]:
     return data
 
 
+def speech_summary(info: SpeechModelInfo) -> dict[str, Any]:
+    """A speech model as a `faceledger models` entry (kind ``speech``)."""
+    missing = [s for s in info.source if s.endswith("(not installed)")]
+    return {
+        "name": info.name,
+        "kind": "speech",
+        "description": info.description,
+        "license": info.license,
+        "source": list(info.source),
+        "files": [{"role": "asr", "file": "model.bin", "sha256": info.sha256}],
+        "available": not missing,
+        **({"reason": f"missing {', '.join(missing)}"} if missing else {}),
+    }
+
+
 @models_app.callback(invoke_without_command=True)
 @fail_cleanly
-def models(ctx: typer.Context, json_out: JsonOpt = False) -> None:
-    """List the model packs with licence, embedding size, file hashes and thresholds."""
+def models(
+    ctx: typer.Context,
+    asr_model: Annotated[
+        Path | None,
+        typer.Option("--asr-model", help="Also list this CTranslate2 Whisper directory."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List the model packs with licence, embedding size, file hashes and thresholds,
+    and the speech recognition models with licence, source and hash."""
     if ctx.invoked_subcommand is not None:
         return
     packs = []
@@ -73,12 +99,21 @@ def models(ctx: typer.Context, json_out: JsonOpt = False) -> None:
             packs.append({**load_pack(name).summary(), "available": True})
         except Exception as exc:  # an optional pack whose extra is not installed
             packs.append({"name": name, "available": False, "reason": str(exc)})
+    packs.append(speech_summary(default_model_info()))
+    if asr_model is not None:
+        packs.append(speech_summary(directory_model_info(asr_model)))
     if json_out:
         emit(packs)
         return
     for p in packs:
         if not p["available"]:
             typer.echo(f"{p['name']}: not available ({p['reason']})")
+            continue
+        if p["kind"] == "speech":
+            typer.echo(f"{p['name']} (speech): {p['description']}")
+            typer.echo(f"  licence: {p['license']}")
+            typer.echo(f"  source: {', '.join(p['source'])}")
+            typer.echo(f"  asr: model.bin sha256 {p['files'][0]['sha256']}")
             continue
         typer.echo(f"{p['name']} ({p['model_id']}): {p['description']}")
         typer.echo(f"  licence: {p['license']}")
