@@ -110,6 +110,11 @@ def test_full_flow(server: Server, faces_dir: Path) -> None:
                 for cand in face["candidates"]:
                     assert cand["fmr"] <= 1e-4 and cand["similarity"] >= result["threshold"]
         assert "sheldon" in found["bbt1.jpg"]
+        for person_dir in sorted((bbt / "identities").iterdir()):  # the held-out 5th crop
+            held_out = sorted(person_dir.iterdir())[4]
+            [face] = c.identify("bbt", held_out, purpose="integration test")["faces"]
+            assert face["candidates"], held_out
+            assert face["candidates"][0]["person"] == person_dir.name, (held_out, face)
         similar = c.similar("bbt", bbt / "identities" / "sheldon" / "sheldon5.png", purpose="test")
         assert similar["similar"][0]["person"] == "sheldon"
     with server.client(enroller) as c:

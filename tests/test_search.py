@@ -124,6 +124,12 @@ def purity(groups: list[list[str]]) -> float:
     return sum(max(g.count(x) for x in set(g)) for g in groups) / members
 
 
+def completeness(groups: list[list[str]], total: dict[str, int]) -> float:
+    """Share of each person's faces in the group holding most of them, over all persons."""
+    best = {person: max((g.count(person) for g in groups), default=0) for person in total}
+    return sum(best.values()) / sum(total.values())
+
+
 def test_group_johns_into_five_people(service: FaceService, faces_dir: Path) -> None:
     root = faces_dir / "dlib_examples" / "johns"
     images = sorted(p for p in root.rglob("*") if p.is_file())
@@ -131,7 +137,12 @@ def test_group_johns_into_five_people(service: FaceService, faces_dir: Path) -> 
     labels = [[Path(f.image).parent.name for f in g] for g in result.groups]
     big = [g for g in labels if len(g) >= 5]
     assert len(big) == 5
+    assert len({max(set(g), key=g.count) for g in big}) == 5  # five different people
     assert purity(labels) >= 0.95
+    total = {p.parent.name: 0 for p in images}
+    for p in images:
+        total[p.parent.name] += 1
+    assert completeness(labels, total) >= 0.9
 
 
 def test_group_never_joins_two_faces_of_one_photo(service: FaceService, faces_dir: Path) -> None:
