@@ -1,23 +1,22 @@
-"""Speech to text, language by language: VAD regions, per-window language, text and English.
+"""Speech to text, language by language: VAD regions, a language per region, text and English.
 
-The audio is cut into speech regions by Silero VAD (the model faster-whisper ships);
-consecutive regions are packed into windows of at most 30 s (Whisper's context), a new
-window starting at a pause longer than :data:`MAX_GAP`. Each window is encoded once and
-that one encoder pass serves three jobs: detecting its language, transcribing it in that
-language and, when it is not English, translating it to English. A window whose language
-is uncertain (top probability below :data:`SURE`: it may hold two languages) has each of
-its regions detected alone, and runs of regions in one language are transcribed together.
-So a file with English then German speech gets English then German segments, where one
-detection per file would force one language on both.
+The audio is cut into speech regions by Silero VAD. Each region's language is detected
+on its own (Whisper's language head over the encoder run on that region alone, at most
+:data:`DETECT_SECONDS`, which costs in proportion to its length rather than a full 30 s
+pass); unsure regions take their neighbours' language. Runs of regions in one language
+are grouped into windows of at most 30 s (:mod:`faceledger.speech.segmenting`); each
+window is encoded once, and that one pass serves both the transcription in its language
+and, when it is not English, the translation to English. So English then German speech
+gives English then German segments even inside one 30 s stretch, where one detection per
+file (or per window) forces one language on both and drops or garbles the other.
 
-Speed (Whisper base, int8, 2 threads): one encoder pass of about 0.8 s per window plus
-decoding; see ``benchmarks/speech.py``.
+Speed (Whisper base, int8, 2 threads): see ``benchmarks/speech.py``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,82 +26,37 @@ import numpy.typing as npt
 from faceledger.errors import InvalidArgument, ModelError, VideoError
 from faceledger.speech.audio import MAX_AUDIO_SECONDS, SAMPLE_RATE, Source, decode_audio
 from faceledger.speech.model import SpeechModel, default_speech_model
+from faceledger.speech.segmenting import (
+    Detection,
+    Region,
+    Window,
+    assign_languages,
+    language_windows,
+    speech_regions,
+)
 from faceledger.speech.types import Transcript, TranscriptSegment
 
 Progress = Callable[[float, float], None]
 """Called with (seconds of audio done, total seconds)."""
 
-WINDOW = 30.0
-"""Longest stretch transcribed with one language (Whisper's input is 30 s)."""
-MAX_GAP = 2.0
-"""Speech regions further apart than this (seconds) are never in one window."""
-SURE = 0.7
-"""A window whose top language is less probable is split and detected region by region."""
-MIN_SILENCE_MS = 500
-SPEECH_PAD_MS = 200
+DETECT_SECONDS = 10.0
+"""Language detection reads at most this much of a region (cost grows with length)."""
+MIN_DETECT_SECONDS = 0.5
+"""Regions shorter than this are not detected: they take their neighbours' language."""
 BEAM_SIZE = 5
-
-Region = tuple[int, int]
-"""``[start, end)`` in samples."""
-
-
-def speech_regions(samples: npt.NDArray[np.float32]) -> list[Region]:
-    """Where there is speech, as ``[start, end)`` sample ranges of at most 30 s each.
-
-    Args:
-        samples: ``(n,)`` float32 at 16 kHz mono.
-    """
-    from faster_whisper.vad import VadOptions, get_speech_timestamps
-
-    if len(samples) == 0:
-        return []
-    options = VadOptions(
-        min_silence_duration_ms=MIN_SILENCE_MS,
-        speech_pad_ms=SPEECH_PAD_MS,
-        max_speech_duration_s=WINDOW,
-    )
-    found = get_speech_timestamps(samples, options, sampling_rate=SAMPLE_RATE)
-    return [(int(r["start"]), int(r["end"])) for r in found if r["end"] > r["start"]]
-
-
-def pack_windows(
-    regions: Sequence[Region], *, max_seconds: float = WINDOW, max_gap: float = MAX_GAP
-) -> list[list[Region]]:
-    """Consecutive regions grouped while a group spans at most ``max_seconds`` and no gap
-    inside it is longer than ``max_gap`` seconds (pure)."""
-    windows: list[list[Region]] = []
-    limit, gap = max_seconds * SAMPLE_RATE, max_gap * SAMPLE_RATE
-    for region in regions:
-        current = windows[-1] if windows else None
-        if (
-            current is not None
-            and region[1] - current[0][0] <= limit
-            and region[0] - current[-1][1] <= gap
-        ):
-            current.append(region)
-        else:
-            windows.append([region])
-    return windows
 
 
 @dataclass(frozen=True, slots=True)
 class _Encoded:
-    """One window ready to decode: its span, features, encoder output and language."""
+    """One window ready to decode: its features and encoder output (30 s, padded)."""
 
-    start: int
-    end: int
+    window: Window
     features: Any
     encoder_output: Any
-    language: str
-    probability: float
-
-
-def _span(regions: Sequence[Region]) -> Region:
-    return regions[0][0], regions[-1][1]
 
 
 class _Recogniser:
-    """Runs one model over the windows of one file (hint words, beam size, languages)."""
+    """Runs one model over the regions of one file (hint words, beam size, languages)."""
 
     def __init__(
         self,
@@ -124,60 +78,46 @@ class _Recogniser:
         self.beam_size = beam_size
         self._options: dict[str, Any] = {}
 
-    def encode(self, regions: Sequence[Region]) -> _Encoded:
+    def windows(self, regions: list[Region]) -> list[Window]:
+        """The regions grouped into windows of one language each."""
+        if self.language is not None:
+            languages = [Detection(self.language, 1.0)] * len(regions)
+        else:
+            languages = assign_languages([self.detect(r) for r in regions])
+        return language_windows(regions, languages)
+
+    def detect(self, region: Region) -> Detection:
+        """The most probable language of one region, from its first seconds alone."""
+        start, end = region
+        end = min(end, start + int(DETECT_SECONDS * SAMPLE_RATE))
+        if end - start < MIN_DETECT_SECONDS * SAMPLE_RATE:
+            return Detection("", 0.0)
+        features = self.whisper.feature_extractor(self.samples[start:end])
+        frames = features.shape[-1] - features.shape[-1] % 2  # the encoder convolves with stride 2
+        # CTranslate2 encodes inputs shorter than 30 s as they are: no padding to pay for.
+        encoder_output = self.whisper.encode(features[:, :frames])
+        token, probability = self.whisper.model.detect_language(encoder_output)[0][0]
+        return Detection(str(token)[2:-2], float(probability))
+
+    def encode(self, window: Window) -> _Encoded:
+        """The window's features and encoder output, padded to 30 s as Whisper decodes."""
         from faster_whisper.audio import pad_or_trim
 
-        start, end = _span(regions)
-        features = self.whisper.feature_extractor(self.samples[start:end])
-        encoder_output = self.whisper.encode(pad_or_trim(features))
-        if self.language is not None:
-            return _Encoded(start, end, features, encoder_output, self.language, 1.0)
-        best = self.whisper.model.detect_language(encoder_output)[0][0]
-        return _Encoded(start, end, features, encoder_output, best[0][2:-2], float(best[1]))
+        features = self.whisper.feature_extractor(self.samples[window.start : window.end])
+        return _Encoded(window, features, self.whisper.encode(pad_or_trim(features)))
 
-    def plan(self, regions: list[Region]) -> list[_Encoded]:
-        """The window encoded once; split by language when its language is uncertain."""
-        whole = self.encode(regions)
-        if whole.probability >= SURE or len(regions) == 1:
-            return [whole]
-        alone = [self.encode([r]) for r in regions]
-        runs: list[list[_Encoded]] = []
-        for item in alone:
-            if runs and runs[-1][-1].language == item.language:
-                runs[-1].append(item)
-            else:
-                runs.append([item])
-        out = []
-        for run in runs:
-            if len(run) == 1:
-                out.append(run[0])
-                continue
-            merged = self.encode([(e.start, e.end) for e in run])
-            weights = [e.end - e.start for e in run]
-            probability = float(np.average([e.probability for e in run], weights=weights))
-            out.append(
-                _Encoded(
-                    merged.start,
-                    merged.end,
-                    merged.features,
-                    merged.encoder_output,
-                    run[0].language,
-                    probability,
-                )
-            )
-        return out
-
-    def decode(self, window: _Encoded, task: str) -> list[Any]:
+    def decode(self, encoded: _Encoded, task: str) -> list[Any]:
         """Whisper's segments of one window for ``task`` (transcribe or translate)."""
         from faster_whisper.tokenizer import Tokenizer
 
+        language = encoded.window.language
         tokenizer = Tokenizer(
-            self.whisper.hf_tokenizer, self.multilingual, task=task, language=window.language
+            self.whisper.hf_tokenizer, self.multilingual, task=task, language=language
         )
-        options = self._options_for(task, window.language)
+        options = self._options_for(task, language)
         return list(
             self.whisper.generate_segments(
-                window.features, tokenizer, options, False, window.encoder_output
+                encoded.features, tokenizer, options, False, encoded.encoder_output
             )
         )
 
@@ -216,7 +156,7 @@ def _assign(originals: list[Any], translated: list[Any]) -> list[str]:
 
 
 def _segments(
-    window: _Encoded, offset: float, originals: list[Any], english: list[str]
+    window: Window, offset: float, originals: list[Any], english: list[str]
 ) -> list[TranscriptSegment]:
     base = offset + window.start / SAMPLE_RATE
     limit = offset + window.end / SAMPLE_RATE
@@ -291,16 +231,16 @@ def transcribe(
             beam_size=beam_size,
         )
         try:
-            for regions in pack_windows(speech_regions(audio.samples)):
-                for window in recogniser.plan(regions):
-                    originals = recogniser.decode(window, "transcribe")
-                    if window.language == "en" or not recogniser.multilingual:
-                        english = [s.text.strip() for s in originals]
-                    else:
-                        english = _assign(originals, recogniser.decode(window, "translate"))
-                    segments.extend(_segments(window, audio.offset, originals, english))
+            for window in recogniser.windows(speech_regions(audio.samples)):
+                encoded = recogniser.encode(window)
+                originals = recogniser.decode(encoded, "transcribe")
+                if window.language == "en" or not recogniser.multilingual:
+                    english = [s.text.strip() for s in originals]
+                else:
+                    english = _assign(originals, recogniser.decode(encoded, "translate"))
+                segments.extend(_segments(window, audio.offset, originals, english))
                 if progress is not None:
-                    progress(min(total, _span(regions)[1] / SAMPLE_RATE), total)
+                    progress(min(total, window.end / SAMPLE_RATE), total)
         except (RuntimeError, ValueError) as exc:  # CTranslate2 and onnxruntime failures
             raise ModelError(f"speech recognition failed: {exc}") from exc
     if progress is not None:
