@@ -11,10 +11,11 @@ import typer
 
 from faceledger.cli.common import emit, fail_cleanly, progress_bar
 from faceledger.cli.models import cache_root, write_model_card
+from faceledger.config import Settings
 from faceledger.engine import Engine
 from faceledger.errors import InvalidArgument
 from faceledger.eval.cache import EmbeddingCache
-from faceledger.eval.calibrate import calibrate_tree, check_trees, pack_json_for, write_calibration
+from faceledger.eval.calibrate import calibrate_tree, check_trees, save_calibration
 from faceledger.eval.clustering import evaluate_grouping
 from faceledger.eval.dataset import Layout, embed_trees, read_labels, score_pairs
 from faceledger.eval.identification import evaluate_gallery_probes, evaluate_split
@@ -119,7 +120,22 @@ def calibrate(
     per_person: Annotated[
         int | None, typer.Option(help="Use at most N images per person of --check folders.")
     ] = None,
-    write: Annotated[bool, typer.Option(help="Store the table with the pack.")] = False,
+    write: Annotated[
+        bool,
+        typer.Option(
+            help="Save the calibration as a new version in the calibration store (never "
+            "into the installed package)."
+        ),
+    ] = False,
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            "--store",
+            help="Calibration store folder (default DATA/calibrations, DATA from "
+            "FACELEDGER_DATA or ./var).",
+            show_default=False,
+        ),
+    ] = None,
     cache_dir: CacheOpt = None,
     no_cache: NoCacheOpt = False,
     json_out: JsonOpt = False,
@@ -134,7 +150,8 @@ def calibrate(
             with progress_bar("embedding") as progress:
                 cal = calibrate_tree(engine, tree, aligned=aligned, cache=cache, progress=progress)
             if write:
-                write_calibration(pack_json_for(engine), cal)
+                saved = save_calibration(cal, store or Settings().data / "calibrations")
+                typer.echo(f"saved calibration {cal.calibration_id} to {saved}", err=True)
         checked = None
         if check:
             with progress_bar("embedding check data") as progress:

@@ -1,14 +1,16 @@
 """Calibrate a model pack (threshold versus false match rate) and check a table on other data.
 
-A table is built from every impostor pair of a labelled tree; checking it measures the
-false match rate at each of its thresholds on data it was not built from.
+A calibration is built from every impostor pair of labelled folders (per comparison) and
+from impostor persons of k faces (per person); checking it measures the false match rate
+at each of its thresholds on data it was not built from. A new calibration is saved as a
+new version in a store outside the installed package.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,35 +19,49 @@ import numpy as np
 from faceledger.engine import Engine
 from faceledger.errors import InvalidArgument
 from faceledger.eval.cache import EmbeddingCache
-from faceledger.eval.dataset import Layout, Progress, embed_tree, embed_trees, list_tree
+from faceledger.eval.dataset import Layout, Progress, dataset_name, embed_trees
+from faceledger.eval.person import person_tables
 from faceledger.eval.verification import all_pair_scores
-from faceledger.models.calibration import MIN_EXCEEDANCES, Calibration, calibrate
-from faceledger.models.packs import PACK_FILE
+from faceledger.models.calibration import MIN_EXCEEDANCES, PERSON_KS, Calibration, calibrate
+from faceledger.models.calibration_store import CalibrationStore
 from faceledger.types import FloatArray
 
 
 def calibrate_tree(
     engine: Engine,
-    root: Path,
+    root: Path | Sequence[Path],
     *,
     aligned: bool = False,
+    layout: Layout = "tree",
     per_person: int | None = None,
     cache: EmbeddingCache | None = None,
     progress: Progress | None = None,
+    person_ks: tuple[int, ...] = PERSON_KS,
+    created: str | None = None,
 ) -> Calibration:
-    """Calibrate ``engine``'s pack on every cross-identity pair of a ``<person>/<images>`` tree."""
-    data = embed_tree(
+    """Calibrate ``engine``'s pack on labelled folders of ``<person>/<images>``.
+
+    The per-comparison table comes from every cross-identity pair, the per-person tables
+    from impostor persons of k faces (:mod:`faceledger.eval.person`). The provenance names
+    the sets, identities and pair counts, the model id and the date (``created``, ISO
+    8601; default now, UTC).
+    """
+    roots = [root] if isinstance(root, Path) else list(root)
+    data = embed_trees(
         engine,
-        list_tree(root, per_person=per_person),
+        roots,
         aligned=aligned,
+        layout=layout,
+        per_person=per_person,
         cache=cache,
         progress=progress,
     )
     scores = all_pair_scores(data.embeddings, data.labels)
     genuine, impostors = scores.genuine, scores.impostor
+    identities = sorted(str(x) for x in np.unique(data.labels))
     meta: dict[str, Any] = {
         "images": len(data.paths),
-        "identities": int(np.unique(data.labels).size),
+        "identities": len(identities),
         "skipped_images": len(data.skipped),
         "genuine_pairs": int(genuine.size),
         "genuine_mean": round(float(genuine.mean()), 4) if genuine.size else None,
@@ -54,8 +70,28 @@ def calibrate_tree(
         "aligned_input": aligned,
         "model_id": engine.model_id,
     }
-    name = root.parent.name if root.name == "images" else root.name
-    return calibrate(impostors, source=f"{name}: all cross-identity pairs", meta=meta)
+    tables = person_tables(data.embeddings, data.labels, ks=person_ks)
+    sets = sorted({dataset_name(r) for r in roots})
+    provenance: dict[str, Any] = {
+        "model_id": engine.model_id,
+        "created": created or datetime.now(UTC).replace(microsecond=0).isoformat(),
+        "sets": sets,
+        "identities": identities,
+        "images": len(data.paths),
+        "impostor_pairs": int(impostors.size),
+        "genuine_pairs": int(genuine.size),
+        "person_impostors": {
+            a: {str(k): t.impostor_scores for k, t in zip(pt.ks, pt.tables, strict=True)}
+            for a, pt in tables.items()
+        },
+    }
+    return calibrate(
+        impostors,
+        source=f"{' + '.join(sets)}: all cross-identity pairs",
+        meta=meta,
+        per_person=tables,
+        provenance=provenance,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,20 +182,6 @@ def check_trees(
     }
 
 
-def write_calibration(pack_json: Path, calibration: Calibration) -> None:
-    """Store a calibration in a pack's JSON file (a built-in spec or ``faceledger-pack.json``)."""
-    spec: dict[str, Any] = json.loads(pack_json.read_text()) if pack_json.is_file() else {}
-    spec["calibration"] = calibration.to_dict()
-    tmp = pack_json.with_suffix(".tmp")
-    tmp.write_text(json.dumps(spec, indent=2) + "\n")
-    tmp.replace(pack_json)
-
-
-def pack_json_for(engine: Engine) -> Path:
-    """Where ``engine``'s pack keeps its calibration."""
-    home = engine.pack.home
-    if engine.pack.name in ("default", "dlib") or home is None:
-        return (
-            Path(__file__).resolve().parents[1] / "models" / "packdata" / f"{engine.pack.name}.json"
-        )
-    return home / PACK_FILE
+def save_calibration(calibration: Calibration, root: Path) -> Path:
+    """Write a calibration as a new version in the store at ``root`` (never into a package)."""
+    return CalibrationStore(root).save(calibration)
