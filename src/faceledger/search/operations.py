@@ -1,16 +1,23 @@
-"""Search operations on embedded query faces: identify, verify against a person, similar, group."""
+"""Search operations on embedded query faces: identify, verify against a person, similar, group.
+
+Rates hold for the decision actually made: identify and verify judge a person by the
+aggregate of their faces against the threshold for their number of enrolled faces, and
+report that person's false match rate; identify also states the gallery's expected false
+positive identification rate (FPIR). Find Similar ranks faces, each rated per comparison.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from faceledger.models.calibration import Calibration
-from faceledger.search.grouping import Grouping, chinese_whispers
-from faceledger.search.ranking import Aggregate, Candidate, rank_faces, rank_persons
+from faceledger.models.calibration import Aggregate, Calibration
+from faceledger.search.gallery import GalleryRates, gallery_rates
+from faceledger.search.grouping import Grouping, GroupingOptions, group_faces
+from faceledger.search.ranking import Candidate, aggregate_hits, rank_faces, rank_persons
 from faceledger.store import Store
 from faceledger.store.repository import CollectionRecord
 from faceledger.types import FloatArray
@@ -18,11 +25,17 @@ from faceledger.types import FloatArray
 SimilarMode = Literal["matchPerson", "matchFace"]
 FACES_PER_CANDIDATE = 8
 """Nearest faces fetched per requested candidate, so persons with many faces still rank."""
+_PAGE = 1000
 
 
 @dataclass(frozen=True, slots=True)
 class PersonMatch:
-    """Verification of a face against all faces of one person."""
+    """Verification of a face against all faces of one person.
+
+    ``fmr`` and ``threshold`` are per person: for a person with ``faces_compared``
+    enrolled faces, judged by ``aggregate``; ``fmr_per_comparison`` is the rate of one
+    face-to-face comparison at the same similarity.
+    """
 
     person: str
     similarity: float
@@ -31,6 +44,70 @@ class PersonMatch:
     fmr: float
     same_person: bool
     faces_compared: int
+    fmr_per_comparison: float = 1.0
+    aggregate: str = "max"
+
+
+@dataclass(frozen=True, slots=True)
+class Identification:
+    """Candidates of each query face, and what the search states for the whole gallery."""
+
+    candidates: list[list[Candidate]]
+    gallery: GalleryRates
+
+
+def face_counts(store: Store, collection: str) -> dict[int, int]:
+    """``person id -> enrolled faces`` of a collection (one pass over its persons)."""
+    counts: dict[int, int] = {}
+    offset = 0
+    while True:
+        page = store.list_persons(collection, offset=offset, limit=_PAGE)
+        counts.update((p.id, p.face_count) for p in page)
+        if len(page) < _PAGE:
+            return counts
+        offset += _PAGE
+
+
+def identify_gallery(
+    store: Store,
+    collection: CollectionRecord,
+    queries: FloatArray,
+    calibration: Calibration,
+    *,
+    top: int,
+    max_fmr: float | None,
+    max_fpir: float | None = None,
+    aggregate: Aggregate = "max",
+    counts: Mapping[int, int] | None = None,
+) -> Identification:
+    """For each query ``(q, d)``, persons within the per-person rate, best first.
+
+    The per-person rate is ``max_fmr``, or the rate that gives the gallery an expected
+    FPIR of ``max_fpir`` (the stricter when both are given). ``counts`` maps person id to
+    enrolled faces (read from the store when not given: one pass over its persons).
+    """
+    counts = face_counts(store, collection.name) if counts is None else counts
+    persons = sum(1 for n in counts.values() if n > 0)
+    rates = gallery_rates(persons, max_fmr=max_fmr, max_fpir=max_fpir)
+    if queries.shape[0] == 0:
+        return Identification([], rates)
+    k = max(top * FACES_PER_CANDIDATE, 32)
+    result = store.search(collection, queries, k)
+    owners = store.face_owners(sorted({int(i) for i in result.ids.ravel() if i >= 0}))
+    ranked = [
+        rank_persons(
+            result.ids[q],
+            result.scores[q],
+            owners,
+            calibration,
+            top=top,
+            max_fmr=rates.max_fmr,
+            face_counts=lambda pid: counts.get(pid, 1),
+            aggregate=aggregate,
+        )
+        for q in range(queries.shape[0])
+    ]
+    return Identification(ranked, rates)
 
 
 def identify(
@@ -43,25 +120,10 @@ def identify(
     max_fmr: float,
     aggregate: Aggregate = "max",
 ) -> list[list[Candidate]]:
-    """For each query ``(q, d)``, persons whose similarity is within ``max_fmr``, best first."""
-    if queries.shape[0] == 0:
-        return []
-    k = max(top * FACES_PER_CANDIDATE, 32)
-    result = store.search(collection, queries, k)
-    owners = store.face_owners(sorted({int(i) for i in result.ids.ravel() if i >= 0}))
-    threshold = calibration.threshold_for(max_fmr)
-    return [
-        rank_persons(
-            result.ids[q],
-            result.scores[q],
-            owners,
-            calibration,
-            top=top,
-            min_similarity=threshold,
-            aggregate=aggregate,
-        )
-        for q in range(queries.shape[0])
-    ]
+    """The candidates of :func:`identify_gallery` alone."""
+    return identify_gallery(
+        store, collection, queries, calibration, top=top, max_fmr=max_fmr, aggregate=aggregate
+    ).candidates
 
 
 def similar(
@@ -85,32 +147,54 @@ def similar(
 
 
 def verify_person(
-    query: FloatArray, person: str, gallery: FloatArray, calibration: Calibration, *, max_fmr: float
+    query: FloatArray,
+    person: str,
+    gallery: FloatArray,
+    calibration: Calibration,
+    *,
+    max_fmr: float,
+    aggregate: Aggregate = "max",
 ) -> PersonMatch:
-    """Compare a face with every face of a person; the best similarity decides."""
-    sims = gallery @ query
-    best = float(sims.max()) if sims.size else -1.0
-    threshold = calibration.threshold_for(max_fmr)
+    """Compare a face with every face of a person ``(k, d)``; their aggregate decides.
+
+    The threshold is the per-person one for k faces, so ``max_fmr`` is the rate of this
+    decision, not of one of its k comparisons.
+    """
+    sims = np.sort(gallery @ query)[::-1]
+    k = int(sims.size)
+    if k == 0:
+        return PersonMatch(person, -1.0, 1.0, max_fmr, 1.0, False, 0, 1.0, aggregate)
+    value = aggregate_hits(sims.tolist(), aggregate)
+    threshold = calibration.person_threshold(max_fmr, k, aggregate)
     return PersonMatch(
         person=person,
-        similarity=round(best, 5),
+        similarity=round(value, 5),
         threshold=round(threshold, 5),
         max_fmr=max_fmr,
-        fmr=calibration.fmr_at(best),
-        same_person=best >= threshold,
-        faces_compared=int(sims.size),
+        fmr=calibration.person_fmr(value, k, aggregate),
+        same_person=value >= threshold,
+        faces_compared=k,
+        fmr_per_comparison=calibration.fmr_at(value),
+        aggregate=aggregate,
     )
 
 
 def group(
-    embeddings: FloatArray, photo_ids: Sequence[int], calibration: Calibration, *, max_fmr: float
+    embeddings: FloatArray,
+    photo_ids: Sequence[int],
+    calibration: Calibration,
+    *,
+    max_fmr: float,
+    options: GroupingOptions | None = None,
 ) -> Grouping:
-    """Cluster faces into people at the threshold for ``max_fmr``.
+    """Cluster faces into people (see :func:`faceledger.search.grouping.group_faces`).
 
     Faces with the same photo id never share a group.
     """
-    return chinese_whispers(
+    return group_faces(
         embeddings,
-        threshold=calibration.threshold_for(max_fmr),
+        calibration,
         photo_ids=np.asarray(photo_ids, dtype=np.int64),
+        max_fmr=max_fmr,
+        options=options,
     )
