@@ -38,3 +38,15 @@ class Settings(BaseSettings):
     retention_sweep_seconds: float = 60.0
     require_purpose: bool = True
     """Identify, similar and verify-against-person over HTTP refuse a request without a purpose."""
+    # -- ledger checkpoints ---------------------------------------------------------------
+    signing_key_file: Path | None = None
+    """Ed25519 key that signs ledger checkpoints (None: ``DATA/ledger-signing.key``). Keep it
+    on another volume or in a secret store: whoever holds it can vouch for a rewritten history."""
+    checkpoint_every_entries: int = 100
+    """Sign a checkpoint once this many entries are not covered by one (0: never by count)."""
+    checkpoint_every_seconds: float = 60.0
+    """...or once the oldest uncovered entry is this old (0: never by time)."""
+    witness_files: list[Path] = []
+    """Append-only files receiving every checkpoint (JSON list in the environment)."""
+    witness_urls: list[str] = []
+    """HTTP endpoints receiving every checkpoint in a POST (JSON list in the environment)."""

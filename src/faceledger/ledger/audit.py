@@ -1,12 +1,25 @@
-"""The audit ledger: append-only, hash-chained entries sealed with an HMAC key.
+"""The audit ledger: append-only entries, leaves of a Merkle tree under signed checkpoints.
 
-Each entry's hash covers its fields and the previous entry's hash, so editing an entry
-breaks its own hash, and deleting or reordering entries breaks the chain. Each hash is
-sealed with HMAC-SHA256 under a key kept in a file outside the database
-(``DIR/ledger.key``, mode 0600), so whoever can write the database but not read the key
-cannot forge a consistent chain. A head file (``DIR/ledger.head``) records the last
-sealed entry so that truncating the tail is detected too. Entries are appended inside
-the transaction of the change they record.
+Each entry's hash covers its fields and the previous entry's hash (see
+:mod:`faceledger.ledger.entries`), so editing an entry breaks its own hash, and deleting
+or reordering entries breaks the chain. Entries are appended inside the transaction of
+the change they record (:meth:`Ledger.append`).
+
+The entries are also the leaves of an RFC 9162 Merkle tree (:mod:`~faceledger.ledger.merkle`).
+After each commit (:meth:`Ledger.write_head`) the ledger signs a **checkpoint** (tree
+size, root, time) with its Ed25519 key when ``checkpoint_every_entries`` entries are
+uncovered or the last checkpoint is ``checkpoint_every_seconds`` old, and on demand
+(:meth:`Ledger.checkpoint`); a background thread signs the last entries of a quiet
+period and retries witnesses. Each checkpoint goes to the configured **witnesses**
+(:mod:`~faceledger.ledger.witnesses`). Anyone holding the public key and a witness's
+checkpoints can then verify an export or a data folder (:mod:`~faceledger.ledger.verify`)
+with no secret: a rewritten chain, a truncated tail or an older copy of the database no
+longer extends what was signed.
+
+The HMAC seal of each entry under ``DIR/ledger.key`` and the sealed head file
+``DIR/ledger.head`` are kept: they let the operator's own :meth:`Ledger.verify` name
+forged entries, and the checkpointer refuses to sign entries whose seal is wrong, but no
+outside trust rests on them.
 """
 
 from __future__ import annotations
@@ -14,65 +27,35 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import threading
+import time
+import weakref
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, RowMapping, func, insert, select
 
+from faceledger.config import Settings
+from faceledger.errors import StoreError
+from faceledger.ledger.checkpoints import Checkpointer, CheckpointRecord, WitnessStatus
+from faceledger.ledger.entries import FIELDS, GENESIS, Actor, Entry, canonical
+from faceledger.ledger.notes import SIGNING_KEY_FILE, PublicKey, SigningKey
+from faceledger.ledger.proofs import Prover
 from faceledger.ledger.schema import audit_log
+from faceledger.ledger.verify import Head, Report, check_chain, check_checkpoints, check_head
+from faceledger.ledger.witnesses import configured_witnesses
 from faceledger.store.db import read_transaction
 
-GENESIS = "0" * 64
-FIELDS = (
-    "seq",
-    "ts",
-    "key_id",
-    "role",
-    "actor",
-    "operation",
-    "collection",
-    "purpose",
-    "case_ref",
-    "image_sha256",
-    "request",
-    "result",
-    "prev_hash",
-)
+__all__ = ["FIELDS", "GENESIS", "Actor", "Entry", "Ledger", "canonical"]
 
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who acts: an API key (id and role) or a local user of the CLI or library."""
-
-    key_id: str | None
-    role: str | None
-    name: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """What an operation records besides who did it."""
-
-    operation: str
-    collection: str | None = None
-    purpose: str | None = None
-    case_ref: str | None = None
-    image_sha256: str | None = None
-    request: dict[str, Any] | None = None
-    result: dict[str, Any] | None = None
-
-
-def canonical(values: dict[str, Any]) -> bytes:
-    """The bytes hashed for an entry: its fields as sorted, compact JSON."""
-    return json.dumps(
-        {k: values[k] for k in FIELDS}, sort_keys=True, separators=(",", ":"), default=str
-    ).encode()
+log = logging.getLogger("faceledger.ledger")
+RETRY_SECONDS = 15.0
+"""How soon the background thread retries a witness that did not take a checkpoint."""
 
 
 def _load_key(path: Path) -> bytes:
@@ -85,17 +68,51 @@ def _load_key(path: Path) -> bytes:
 
 
 class Ledger:
-    """Appends and verifies audit entries in the shared database."""
+    """Appends, checkpoints, proves and verifies audit entries in the shared database.
 
-    def __init__(self, engine: Engine, data_dir: Path) -> None:
+    ``settings`` supplies the signing key file, the checkpoint schedule and the witnesses;
+    without it they come from the environment (``Settings(data=data_dir)``).
+    """
+
+    def __init__(self, engine: Engine, data_dir: Path, *, settings: Settings | None = None) -> None:
+        settings = settings or Settings(data=data_dir)
         self._engine = engine
         self._key = _load_key(data_dir / "ledger.key")
         self._head = data_dir / "ledger.head"
         self._head_lock = threading.Lock()
-        self._head_lock = threading.Lock()
+        signer = SigningKey.load_or_create(settings.signing_key_file or data_dir / SIGNING_KEY_FILE)
+        self.public_key: PublicKey = signer.public
+        """The key checkpoints are verified with (the private half never leaves ``signer``)."""
+        self.checkpoints = Checkpointer(
+            engine,
+            signer,
+            witnesses=configured_witnesses(settings.witness_files, settings.witness_urls),
+            check_entry=self._check_seal,
+        )
+        self.proofs = Prover(engine, self.checkpoints)
+        self._every_entries = settings.checkpoint_every_entries
+        self._every_seconds = settings.checkpoint_every_seconds
+        self._worker: _Worker | None = None
+        self._worker_lock = threading.Lock()
+        # A ledger migrated from before checkpoints (or left with a due one) is signed now.
+        self._after_commit(self._last_seq(), start_worker=False)
 
+    def close(self) -> None:
+        """Stop the background thread and make a last attempt at pending deliveries."""
+        with self._worker_lock:
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.stop()
+        self._deliver(skip_failing=True)
+
+    # -- appending -----------------------------------------------------------------------
     def _seal(self, entry_hash: str) -> str:
         return hmac.new(self._key, entry_hash.encode(), hashlib.sha256).hexdigest()
+
+    def _check_seal(self, values: dict[str, Any]) -> str | None:
+        if hmac.compare_digest(self._seal(values["entry_hash"]), values["seal"]):
+            return None
+        return "its seal was not written with this ledger's key"
 
     def append(self, conn: Connection, actor: Actor, entry: Entry) -> int:
         """Append an entry inside the caller's write transaction; returns its sequence number."""
@@ -130,7 +147,14 @@ class Ledger:
         return seq
 
     def write_head(self) -> None:
-        """Record the last sealed entry outside the database (after a commit)."""
+        """After a commit: record the last entry outside the database, sign a due checkpoint.
+
+        A checkpoint is due when ``checkpoint_every_entries`` entries are uncovered, or some
+        are and the last checkpoint is ``checkpoint_every_seconds`` old, or none exists yet.
+        Signing costs well under a millisecond plus one small write transaction (see the
+        README); a new checkpoint is then appended to the file witnesses and posted to the
+        HTTP ones still answering (failing ones are retried by the background thread).
+        """
         with read_transaction(self._engine) as conn:
             last = conn.execute(
                 select(audit_log.c.seq, audit_log.c.entry_hash)
@@ -142,26 +166,105 @@ class Ledger:
         seq, entry_hash = int(last[0]), str(last[1])
         with self._head_lock:
             current = self._read_head()
-            if current is not None and current[0] >= seq:
-                return
-            tmp = self._head.with_name(
-                f"{self._head.name}.{os.getpid()}.{threading.get_ident()}.tmp"
-            )
-            seal = self._seal(f"head:{seq}:{entry_hash}")
-            tmp.write_text(json.dumps({"seq": seq, "entry_hash": entry_hash, "seal": seal}))
-            os.replace(tmp, self._head)
+            if current is None or current.seq < seq:
+                tmp = self._head.with_name(
+                    f"{self._head.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+                )
+                seal = self._seal(f"head:{seq}:{entry_hash}")
+                tmp.write_text(json.dumps({"seq": seq, "entry_hash": entry_hash, "seal": seal}))
+                os.replace(tmp, self._head)
+        self._after_commit(seq)
 
-    def _read_head(self) -> tuple[int, str] | None:
+    def _read_head(self) -> Head | None:
         try:
             data = json.loads(self._head.read_text())
-        except (OSError, ValueError):
+            head = Head(int(data["seq"]), str(data["entry_hash"]))
+        except (OSError, ValueError, KeyError, TypeError):
             return None
         if not hmac.compare_digest(
-            data.get("seal", ""), self._seal(f"head:{data['seq']}:{data['entry_hash']}")
+            str(data.get("seal", "")), self._seal(f"head:{head.seq}:{head.entry_hash}")
         ):
             return None
-        return int(data["seq"]), str(data["entry_hash"])
+        return head
 
+    # -- checkpoints ---------------------------------------------------------------------
+    def _last_seq(self) -> int:
+        with read_transaction(self._engine) as conn:
+            return int(conn.scalar(select(func.max(audit_log.c.seq))) or 0)
+
+    def _due(self, seq: int, latest: CheckpointRecord | None) -> bool:
+        if seq == 0:
+            return False
+        if latest is None:
+            return True
+        uncovered = seq - latest.size
+        age = (time.time_ns() - latest.checkpoint.timestamp_ns) / 1e9
+        return uncovered > 0 and (
+            (self._every_entries > 0 and uncovered >= self._every_entries)
+            or (self._every_seconds > 0 and age >= self._every_seconds)
+        )
+
+    def _after_commit(self, seq: int, *, start_worker: bool = True) -> None:
+        try:
+            if self._due(seq, self.checkpoints.latest()):
+                self.checkpoints.make()
+                self._deliver(skip_failing=True)
+        except StoreError as exc:  # the commit stands; the refusal is logged and shown
+            log.error("ledger checkpoint not signed: %s", exc.message)
+        if start_worker and (self._every_seconds > 0 or self.checkpoints.witnesses):
+            self._ensure_worker()
+
+    def _deliver(self, *, skip_failing: bool) -> None:
+        if not self.checkpoints.witnesses:
+            return
+        try:
+            self.checkpoints.deliver_pending(skip_failing=skip_failing)
+        except StoreError as exc:
+            log.error("checkpoint delivery state could not be updated: %s", exc.message)
+
+    def checkpoint(self) -> CheckpointRecord:
+        """Sign a checkpoint of every entry now and deliver it (on demand).
+
+        Raises:
+            StoreError: the entries since the last checkpoint fail their checks.
+        """
+        record = self.checkpoints.make()
+        self._deliver(skip_failing=True)
+        return record
+
+    def witness_status(self) -> list[WitnessStatus]:
+        """Each configured witness: checkpoints it has not taken yet, failures in a row."""
+        return self.checkpoints.status()
+
+    def uncovered(self) -> int:
+        """Entries no checkpoint covers yet."""
+        latest = self.checkpoints.latest()
+        return max(0, self._last_seq() - (latest.size if latest else 0))
+
+    def _tick(self) -> float:
+        """One round of the background thread; seconds until the next one."""
+        latest = self.checkpoints.latest()
+        try:
+            if self._due(self._last_seq(), latest):
+                latest = self.checkpoints.make()
+        except StoreError as exc:
+            log.error("ledger checkpoint not signed: %s", exc.message)
+        self._deliver(skip_failing=False)
+        wait = self._every_seconds if self._every_seconds > 0 else 60.0
+        if latest is not None and self._every_seconds > 0:
+            age = (time.time_ns() - latest.checkpoint.timestamp_ns) / 1e9
+            wait = max(0.5, self._every_seconds - age)
+        if any(s.undelivered for s in self.checkpoints.status()):
+            wait = min(wait, RETRY_SECONDS)
+        return wait
+
+    def _ensure_worker(self) -> None:
+        with self._worker_lock:
+            if self._worker is None:
+                self._worker = _Worker(self)
+                self._worker.start()
+
+    # -- reading -------------------------------------------------------------------------
     def entries(
         self, *, after: int = 0, limit: int | None = None, **filters: str | None
     ) -> list[dict[str, Any]]:
@@ -193,44 +296,63 @@ class Ledger:
             after = int(rows[-1][0])
 
     def verify(self) -> dict[str, Any]:
-        """Check every entry's hash, seal and chain link, and the head; report the first break."""
-        prev, expected_seq, count = GENESIS, 1, 0
-        problems: list[dict[str, Any]] = []
-        for row in self.iter_all():
-            values = dict(row)
-            seq = int(values["seq"])
-            if seq != expected_seq:
-                problems.append(
-                    {"seq": seq, "problem": f"entry {expected_seq} is missing (sequence gap)"}
-                )
-            if values["prev_hash"] != prev:
-                problems.append(
-                    {"seq": seq, "problem": "chain broken: previous hash does not match"}
-                )
-            digest = hashlib.sha256(canonical(values)).hexdigest()
-            if digest != values["entry_hash"]:
-                problems.append(
-                    {"seq": seq, "problem": "entry altered: hash does not match its contents"}
-                )
-            if not hmac.compare_digest(self._seal(values["entry_hash"]), values["seal"]):
-                problems.append(
-                    {"seq": seq, "problem": "seal invalid: not written with this ledger's key"}
-                )
-            prev, expected_seq, count = values["entry_hash"], seq + 1, count + 1
-            if len(problems) >= 20:
-                break
-        head = self._read_head()
-        if head is not None and head[0] >= expected_seq:
-            problems.append(
-                {"seq": head[0], "problem": "entries after the last one present were removed"}
-            )
-        elif head is not None:
-            with read_transaction(self._engine) as conn:
-                at = conn.scalar(select(audit_log.c.entry_hash).where(audit_log.c.seq == head[0]))
-            if at is not None and at != head[1]:
-                problems.append({"seq": head[0], "problem": "entry differs from the recorded head"})
-        return {"ok": not problems, "entries": count, "problems": problems}
+        """The operator's full check: offline checks (chain, stored checkpoints, head) + seals.
+
+        Returns the :class:`~faceledger.ledger.verify.Report` as a dict (``ok``,
+        ``entries``, ``problems``...).
+        """
+        report = Report()
+
+        def sealed() -> Iterator[dict[str, Any]]:
+            for row in self.iter_all():
+                values = dict(row)
+                if self._check_seal(values) is not None:
+                    report.add("seal invalid: not written with this ledger's key", values["seq"])
+                yield values
+
+        tree = check_chain(sealed(), report)
+        notes: list[tuple[str, str]] = []
+        after = 0
+        while page := self.checkpoints.since(after=after, limit=1000):
+            notes += [(f"checkpoint {r.id}", r.checkpoint.note) for r in page]
+            after = page[-1].id
+        check_checkpoints(tree, notes, self.public_key, report)
+        check_head(tree, self._read_head(), report)
+        return report.to_dict()
 
     def count(self) -> int:
         with read_transaction(self._engine) as conn:
             return int(conn.scalar(select(func.count()).select_from(audit_log)) or 0)
+
+
+class _Worker:
+    """Signs the checkpoint of a quiet period and retries witnesses, on a daemon thread.
+
+    It holds its ledger weakly: a ledger dropped without :meth:`Ledger.close` ends it.
+    """
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = weakref.ref(ledger)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="faceledger-ledger", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        wait = 1.0
+        while not self._stop.wait(wait):
+            ledger = self._ledger()
+            if ledger is None:
+                return
+            try:
+                wait = ledger._tick()
+            except Exception:  # keep checkpointing; the failure is logged
+                log.exception("ledger background round failed")
+                wait = RETRY_SECONDS
+            del ledger
