@@ -221,7 +221,8 @@ def test_group_differentials_match_brute_force_and_flag() -> None:
         assert rates.fmr == pytest.approx(fmr) and rates.fnmr == pytest.approx(fnmr)
         assert rates.fmr_ci[0] <= rates.fmr <= rates.fmr_ci[1]
         assert rates.fnmr_ci[0] <= rates.fnmr <= rates.fnmr_ci[1]
-        assert rates.identities == 8 and rates.flagged == (rates.fmr > 3e-2)
+        assert rates.identities == 8 and rates.flagged == (rates.fmr_ci[0] > 3e-2)
+        assert rates.fmr_over_flag_level == (rates.fmr > 3e-2)
     a, b = d.groups
     assert a.fmr > b.fmr and d.fmr_ratio == pytest.approx(a.fmr / b.fmr)
 
@@ -411,7 +412,7 @@ def test_per_group_report_on_glint_by_gender(
                 glint.embeddings, glint.labels, gender == g["group"], d["threshold"]
             )
             assert g["fmr"] == pytest.approx(fmr) and g["fnmr"] == pytest.approx(fnmr)
-            assert g["flagged"] == (g["fmr"] > 3 * d["stated_fmr"])
+            assert g["flagged"] == (g["fmr_ci"][0] > 3 * d["stated_fmr"])
     scores = all_pair_scores(glint.embeddings, glint.labels)
     y = np.r_[np.ones(scores.genuine.size), np.zeros(scores.impostor.size)]
     auc = roc_auc_score(y, np.r_[scores.genuine, scores.impostor])
@@ -552,6 +553,7 @@ def test_cli_identify_cluster_calibrate_and_models_show(
             str(faces_dir / "faceapi_bbt/identities"),
             "--json",
             str(tmp_path / "f.json"),
+            "--card",
             *cards,
         ],
     )
@@ -562,3 +564,45 @@ def test_cli_identify_cluster_calibrate_and_models_show(
     assert "EER" in out.stdout and "rank-1" in out.stdout and "dataset at stated" in out.stdout
     listed = runner.invoke(models_app, ["--json"])
     assert listed.exit_code == 0 and json.loads(listed.stdout)[0]["name"] == "default"
+
+
+def test_verdict_flags_only_an_interval_wholly_above_the_flag_level() -> None:
+    from faceledger.eval.report import verdict
+
+    def group(name: str, fmr: float, lo: float) -> dict[str, object]:
+        return {"group": name, "fmr": fmr, "fmr_ci": [lo, fmr * 2], "fmr_over_flag_level": True}
+
+    report = {
+        "fairness": {
+            "flag_factor": 3.0,
+            "differentials": [
+                {
+                    "column": "gender",
+                    "stated_fmr": 1e-3,
+                    "fmr_ratio_worst_to_best": 3.2,
+                    "flagged_groups": ["F"],
+                    "groups": [group("F", 5e-3, 4e-3), group("M", 3.5e-3, 1e-3)],
+                }
+            ],
+        },
+        "calibration_check": {"same_data_as_calibration": False, "rates": []},
+    }
+    lines = verdict(report)
+    assert lines[0].startswith("Verdict: 1 group") and "gender=F" in lines[0]
+    assert "not established" in lines[1] and lines[1].endswith("M.")
+
+
+@pytest.mark.integration
+def test_report_states_the_verdict_first_and_keeps_no_card_unless_asked(
+    faces_dir: Path, engine: Engine, tmp_path: Path
+) -> None:
+    (tmp_path / "embeddings").symlink_to(CACHE)
+    args = ["eval", "report", str(faces_dir / "dlib_examples/johns")]
+    args += [str(faces_dir / "faceapi_bbt/identities"), "--out", str(tmp_path / "r.html")]
+    args += ["--bootstrap", "100", "--cache-dir", str(tmp_path)]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert out.stdout.startswith("Verdict: ")
+    assert not (tmp_path / "model-cards").exists()
+    page = (tmp_path / "r.html").read_text()
+    assert page.index("<h2>Verdict</h2>") < page.index("<h2>Model pack</h2>")

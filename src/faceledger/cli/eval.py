@@ -378,8 +378,12 @@ def report(
     cache_dir: CacheOpt = None,
     no_cache: NoCacheOpt = False,
     card: Annotated[
-        bool, typer.Option(help="Keep the figures as the pack's model card (models show).")
-    ] = True,
+        bool,
+        typer.Option(
+            "--card/--no-card",
+            help="Also keep the figures as the pack's model card (models show); off by default.",
+        ),
+    ] = False,
 ) -> None:
     """Every measure on one dataset, with per-group differentials, as HTML and/or JSON."""
     from faceledger.eval.report import (
@@ -408,21 +412,13 @@ def report(
             engine, trees, labels=table, options=options, cache=cache, progress=progress
         )
     write_report(figures, html_out=out, json_out=json_file)
+    for line in figures["verdict"]:
+        typer.echo(line)
     if card:
-        write_model_card(figures, cache_dir)
-    for d in figures["fairness"]["differentials"]:
-        flagged = ", ".join(d["flagged_groups"]) or "none"
-        typer.echo(
-            f"{d['column']} at stated FMR {d['stated_fmr']:.0e}: worst/best FMR ratio "
-            f"{_num(d['fmr_ratio_worst_to_best'])}; groups over 3x the stated FMR: {flagged}"
-        )
+        typer.echo(f"kept as the model card: {write_model_card(figures, cache_dir)}")
     for path in (out, json_file):
         if path is not None:
             typer.echo(f"wrote {path}")
-
-
-def _num(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
 
 
 def _show(result: dict[str, Any], json_out: bool) -> None:

@@ -43,6 +43,7 @@ __all__ = [
     "build_report",
     "render_html",
     "report_json",
+    "verdict",
     "write_report",
 ]
 
@@ -125,7 +126,8 @@ def build_report(
     )
     names = sorted(set(data.sources))
     checked = check_calibration(cal, scores.impostor, scores.genuine)
-    return {
+    sets = cal.provenance.get("sets") or [cal.source.split(":")[0]]
+    report = {
         "title": f"faceledger evaluation: {', '.join(names)}",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "faceledger_version": _version(),
@@ -147,10 +149,64 @@ def build_report(
             "differentials": [d.to_dict() for d in fairness],
         },
         "calibration_check": {
-            "same_data_as_calibration": any(cal.source.startswith(f"{n}:") for n in names),
+            "same_data_as_calibration": bool(set(names) & set(sets)),
             "rates": [asdict(r) for r in checked],
         },
     }
+    return {**report, "verdict": verdict(report)}
+
+
+def verdict(report: dict[str, Any]) -> list[str]:
+    """The report's conclusions in a few sentences, headline first.
+
+    A group counts as flagged only when its FMR interval lies wholly above the flag level
+    (``FLAG_FACTOR`` x stated); a point estimate above it with an interval reaching below
+    is named as not established.
+    """
+    fair = report["fairness"]
+    diffs = fair["differentials"]
+    factor = fair["flag_factor"]
+    flagged = sorted({f"{d['column']}={g}" for d in diffs for g in d["flagged_groups"]})
+    lines = [
+        (
+            f"Verdict: {len(flagged)} group(s) falsely matched more than {factor:g}x the stated "
+            f"rate, with the 95% interval wholly above that level: {', '.join(flagged)}."
+        )
+        if flagged
+        else (
+            f"Verdict: no group is shown to be falsely matched more than {factor:g}x the "
+            "stated rate" + (" (no group labels given)." if not diffs else ".")
+        )
+    ]
+    for d in diffs:
+        ratio = d["fmr_ratio_worst_to_best"]
+        unsure = [
+            g["group"]
+            for g in d["groups"]
+            if g.get("fmr_over_flag_level") and g["group"] not in d["flagged_groups"]
+        ]
+        lines.append(
+            f"{d['column']} at stated FMR {d['stated_fmr']:.0e}: worst/best FMR ratio "
+            f"{'n/a' if ratio is None else f'{ratio:.2f}'}; flagged: "
+            f"{', '.join(d['flagged_groups']) or 'none'}"
+            + (
+                f"; over {factor:g}x by the point estimate but not established "
+                f"(interval reaches below): {', '.join(unsure)}"
+                if unsure
+                else ""
+            )
+            + "."
+        )
+    rates = [r for r in report["calibration_check"]["rates"] if r["measurable"]]
+    if rates:
+        lo, hi = min(r["ratio"] for r in rates), max(r["ratio"] for r in rates)
+        same = report["calibration_check"]["same_data_as_calibration"]
+        lines.append(
+            f"Calibration: measured/stated FMR between {lo:.2f} and {hi:.2f} at the "
+            f"{len(rates)} measurable rates"
+            + (" (this is the calibration data: an arithmetic check only)." if same else ".")
+        )
+    return lines
 
 
 def report_json(report: dict[str, Any]) -> str:
@@ -326,7 +382,13 @@ def _fairness_html(fair: dict[str, Any]) -> str:
                     **g,
                     "fmr_ci_text": " – ".join(_fmt(x) for x in g["fmr_ci"]),
                     "fnmr_ci_text": " – ".join(_fmt(x) for x in g["fnmr_ci"]),
-                    "flag": f"FMR > {fair['flag_factor']:g}x stated" if g["flagged"] else "",
+                    "flag": (
+                        f"FMR > {fair['flag_factor']:g}x stated (whole interval)"
+                        if g["flagged"]
+                        else "over by the estimate, not established"
+                        if g.get("fmr_over_flag_level")
+                        else ""
+                    ),
                 }
                 for g in groups
             ]
@@ -394,7 +456,8 @@ FPIR: the fraction of searches for unenrolled persons returning anyone; FNIR: th
 searches for enrolled persons not returning them first at or above the threshold.</li>
 <li>Per-group rates follow NIST IR 8280: one threshold (the pack's, for the stated FMR), FMR on
 impostor pairs within the group, FNMR on its genuine pairs. Intervals: 95% bootstrap over
-identities. A group is flagged when its FMR exceeds 3 times the stated rate. A rate with fewer
+identities. A group is flagged when the lower bound of its FMR's interval exceeds 3 times the
+stated rate (the data show the excess, not merely allow it). A rate with fewer
 than 10 errors expected is too small to measure; a ratio shows "–" when the best group had no
 error.</li></ul>"""
 MODEL_FACTS = (
@@ -451,6 +514,8 @@ def render_html(report: dict[str, Any]) -> str:
         ),
         ("How to read this report", NOTES),
     ]
+    stated = report.get("verdict") or verdict(report)
+    sections.insert(0, ("Verdict", "".join(f"<p>{html.escape(line)}</p>" for line in stated)))
     body = "".join(f"<section><h2>{html.escape(t)}</h2>{h}</section>" for t, h in sections)
     title = html.escape(report["title"])
     return (
