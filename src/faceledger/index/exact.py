@@ -132,7 +132,8 @@ class ExactIndex:
         self._map.set(ids[~old], new_rows)
 
     def remove(self, ids: IdArray) -> int:
-        """Remove present ids by moving the last rows into their slots; O(b·dim)."""
+        """Remove present ids by moving the last rows into their slots and zeroing the rows
+        left over; O(b·dim)."""
         ids = check_ids(ids, unique=False)
         rows = np.unique(self._map.pop(np.unique(ids)))
         rows = rows[rows >= 0]
@@ -147,6 +148,8 @@ class ExactIndex:
             self._vecs[holes] = self._vecs[movers]
             self._ids[holes] = self._ids[movers]
             self._map.set(self._ids[holes], holes)
+        self._vecs[tail : self._n] = 0  # erased: no copy of a removed vector stays in memory
+        self._ids[tail : self._n] = -1
         self._n = tail
         return m
 

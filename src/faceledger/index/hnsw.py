@@ -2,7 +2,9 @@
 
 FAISS HNSW cannot delete, so removal is a tombstone: the id's graph node stays (it still
 routes searches) but is filtered out of every result by an ``IDSelectorBitmap`` — deletes
-show immediately. Replacing an id tombstones the old node and inserts a new one. When more
+show immediately — and its stored code is overwritten with zeros at once, so no trace of
+the removed vector stays in memory or in the next saved file (erasure is physical).
+Replacing an id tombstones the old node and inserts a new one. When more
 than ``compact_fraction`` of the nodes are tombstones the graph is rebuilt from the live
 vectors (:meth:`HnswIndex.compact`).
 
@@ -296,7 +298,22 @@ class HnswIndex:
         self._dead += labels.shape[0]
         for shard in np.unique(labels % self._shards).tolist():
             self._bitmaps[shard] = None
+            self._scrub(shard, labels[labels % self._shards == shard] // self._shards)
         return int(labels.shape[0])
+
+    def _scrub(self, shard: int, nodes: IdArray) -> None:
+        """Overwrite the stored codes of tombstoned ``nodes`` of a shard with zeros, in place.
+
+        The node stays in the graph (it routes searches, and is filtered from results), but
+        the vector it held is gone: a zero code decodes to the quantiser's minimum, the same
+        for every erased face. O(len(nodes) · code size)."""
+        if not nodes.shape[0]:
+            return
+        storage = faiss.downcast_index(self._graphs[shard].storage)
+        size = int(storage.code_size)
+        codes = faiss.rev_swig_ptr(storage.codes.data(), int(storage.codes.size()))
+        rows = np.asarray(codes).reshape(-1, size)
+        rows[nodes] = 0
 
     def compact(self) -> None:
         """Rebuild the graph from the live vectors, dropping tombstones. Costs as much as

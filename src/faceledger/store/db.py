@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +33,9 @@ def _configure_sqlite(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=FULL")  # a commit that returned survives power loss
     cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA foreign_keys=ON")
+    # Deleted rows (embeddings, stored images, names) are overwritten with zeros in the
+    # database file, not just unlinked: erasure must leave nothing on the disk.
+    cur.execute("PRAGMA secure_delete=ON")
     cur.close()
 
 
@@ -82,6 +86,25 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
             yield conn
     except OperationalError as exc:
         raise StoreError(f"database write failed: {exc.orig}") from exc
+
+
+def flush_log(engine: Engine, *, attempts: int = 20) -> bool:
+    """Move SQLite's write-ahead log into the database file and truncate it to zero bytes.
+
+    After an erasure the WAL still holds older copies of the pages that held the erased
+    rows; the checkpoint writes the (zeroed) latest pages into the database and empties
+    the log. A reader holding an old snapshot can delay it: retried ``attempts`` times.
+    Returns whether the log is empty (always true for other databases).
+    """
+    if engine.dialect.name != "sqlite":
+        return True
+    for attempt in range(attempts):
+        with engine.connect() as conn:
+            busy, _, _ = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+        if not busy:
+            return True
+        time.sleep(0.05 * (attempt + 1))
+    return False
 
 
 @contextmanager

@@ -7,6 +7,7 @@ behind and a crash after commit is repaired from the log on the next open.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -21,11 +22,12 @@ from sqlalchemy.exc import IntegrityError
 
 from faceledger.errors import Conflict, InvalidArgument, LimitExceeded, NotFound
 from faceledger.index import SearchResult
-from faceledger.store.db import open_database, read_transaction, write_transaction
+from faceledger.store.db import flush_log, open_database, read_transaction, write_transaction
 from faceledger.store.schema import collections, faces, persons, vector_changes
 from faceledger.store.vectors import SAVE_EVERY, CollectionIndex
 from faceledger.types import FloatArray
 
+log = logging.getLogger(__name__)
 MAX_FACES_PER_PERSON = 250
 
 
@@ -217,6 +219,7 @@ class Store:
             conn.execute(delete(vector_changes).where(vector_changes.c.collection_id == col.id))
             conn.execute(delete(collections).where(collections.c.id == col.id))
             t.after_commit(lambda: self._drop_index(col))
+            t.after_commit(self._flush_log)
 
     def _drop_index(self, col: CollectionRecord) -> None:
         with self._lock:
@@ -662,7 +665,13 @@ class Store:
             seq = self._log(t.conn, col.id, ids, "d")
             empty = np.zeros((0, col.embedding_dim), np.float32)
             t.after_commit(lambda: self.index(col).apply(np.zeros(0, np.int64), empty, ids, seq))
+            t.after_commit(self._flush_log)
         return ids
+
+    def _flush_log(self) -> None:
+        """After an erasure: empty the write-ahead log, which still holds erased rows."""
+        if not flush_log(self._engine):
+            log.warning("the database log could not be emptied after an erasure (busy readers)")
 
 
 def _check_name(name: str, what: str) -> None:

@@ -67,6 +67,8 @@ class CollectionIndex:
         self._index: VectorIndex = make_index(kind, dim)
         self.watermark = 0
         self._unsaved = 0
+        self._erased = False
+        """Vectors were removed since the last save: the file must be rewritten now."""
         self._save_every = save_every
         self._open()
 
@@ -159,6 +161,7 @@ class CollectionIndex:
             select(faces.c.id, faces.c.embedding).where(faces.c.id.in_(touched.tolist()))
         ).all()
         self._index.remove(touched)
+        self._erased = self._erased or len(present) < touched.shape[0]
         if present:
             ids = np.array([r[0] for r in present], dtype=np.int64)
             vectors = np.frombuffer(b"".join(r[1] for r in present), dtype=np.float32)
@@ -171,8 +174,7 @@ class CollectionIndex:
         """Apply changes committed since the last sync (by this or any other process)."""
         with self._lock, read_transaction(self._engine) as conn:
             self._replay(conn)
-        if self._unsaved >= self._save_every:
-            self.save()
+        self._save_if_due()
 
     def apply(
         self, added_ids: np.ndarray, added: np.ndarray, removed_ids: np.ndarray, seq: int
@@ -190,11 +192,17 @@ class CollectionIndex:
                 return
             if len(removed_ids):
                 self._index.remove(removed_ids.astype(np.int64))
+                self._erased = True
             if len(added_ids):
                 self._index.add(added_ids.astype(np.int64), added)
             self.watermark = seq
             self._unsaved += len(added_ids) + len(removed_ids)
-        if self._unsaved >= self._save_every:
+        self._save_if_due()
+
+    def _save_if_due(self) -> None:
+        """Save after ``save_every`` changes, and at once after an erasure (the saved file
+        must not keep a removed face's vector)."""
+        if self._erased or self._unsaved >= self._save_every:
             self.save()
 
     def search(self, queries: np.ndarray, k: int) -> SearchResult:
@@ -211,8 +219,7 @@ class CollectionIndex:
                 found = self._index.search(queries, k if exact else max(k, RERANK_POOL))
             if not exact:
                 found = rerank(queries, found, lambda ids: self._stored(conn, ids), k)
-        if self._unsaved >= self._save_every:
-            self.save()
+        self._save_if_due()
         return found
 
     def _stored(self, conn: Connection, ids: IdArray) -> VectorArray:
@@ -246,6 +253,7 @@ class CollectionIndex:
             )
             os.replace(tmp, self._meta_path)
             self._unsaved = 0
+            self._erased = False
             watermark = self.watermark
         with write_transaction(self._engine) as conn:
             conn.execute(
