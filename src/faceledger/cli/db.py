@@ -1,4 +1,4 @@
-"""CLI commands of the face database: collections, enrolment, search, erasure, audit."""
+"""CLI commands of the face database: collections, enrolment, search, erasure."""
 
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ MaxFmrOpt = Annotated[
 collection_app = typer.Typer(help="Create, list and delete collections.", no_args_is_help=True)
 person_app = typer.Typer(help="Persons of a collection.", no_args_is_help=True)
 face_app = typer.Typer(help="Faces of a collection.", no_args_is_help=True)
-audit_app = typer.Typer(help="The audit ledger.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -36,7 +35,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(collection_app, name="collection")
     app.add_typer(person_app, name="person")
     app.add_typer(face_app, name="face")
-    app.add_typer(audit_app, name="audit")
     for fn in (enroll, enroll_folder, identify, similar, verify, group):
         app.command(name=fn.__name__.replace("_", "-"))(fn)
 
@@ -315,35 +313,3 @@ def group(
                 f"group {i}: " + ", ".join(f"{f.image or f.face_id}#{f.face_index}" for f in g)
             )
         typer.echo(f"messy group: {len(result.messy_group)} face(s)")
-
-
-@audit_app.command("verify")
-@fail_cleanly
-def audit_verify(json_out: JsonOpt = False) -> None:
-    """Check the ledger's hash chain and seals; exit 1 if anything was altered."""
-    with open_service() as svc:
-        report = svc.ledger.verify()
-    emit(report) if json_out else typer.echo(
-        "ledger intact" if report["ok"] else f"LEDGER ALTERED: {report['problems']}"
-    )
-    if not report["ok"]:
-        raise typer.Exit(1)
-
-
-@audit_app.command("export")
-@fail_cleanly
-def audit_export(
-    out: Annotated[Path | None, typer.Option(help="File to write (default stdout).")] = None,
-) -> None:
-    """Export the ledger as JSON Lines."""
-    import json
-
-    with open_service() as svc:
-        lines = (json.dumps(dict(e), default=str, sort_keys=True) for e in svc.ledger.iter_all())
-        if out is None:
-            for line in lines:
-                typer.echo(line)
-        else:
-            with out.open("w") as fh:
-                for line in lines:
-                    fh.write(line + "\n")

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from faceledger.cli.audit import audit_app
 from faceledger.cli.common import emit, face_json, fail_cleanly, progress_bar
 from faceledger.cli.context import set_data_dir
 from faceledger.cli.db import register as register_db_commands
@@ -23,6 +24,7 @@ app = typer.Typer(
 app.add_typer(eval_app, name="eval")
 app.add_typer(models_app, name="models")
 app.add_typer(video_app, name="video")
+app.add_typer(audit_app, name="audit")
 app.add_typer(speech_app, name="speech")
 register_db_commands(app)
 app.command()(serve)
