@@ -4,16 +4,22 @@ A per-pair false match rate means little when n faces make n(n-1)/2 pairs: at 1e
 10,000 faces give about 50,000 false edges, enough to chain different people together.
 So the edge threshold comes from the number of pairs: the rate of an edge is at most
 ``false_edges_per_face * n / pairs`` (and at most the caller's ``max_fmr``), so that the
-expected false edges stay a fixed fraction of the faces however many there are. Edges
-are further kept only between mutual nearest neighbours (``neighbours``) and weighted by
-calibrated evidence, ``-log10`` of the pair's false match rate. Labels then propagate
-(Biemann 2006); faces from the same photo never share a label. Clusters with fewer than
-``min_size`` faces form the "messy group", as in Azure Face's Group.
+expected false edges stay a fixed fraction of the faces however many there are (0.01 per
+face by default). Labels then propagate (Biemann 2006); faces from the same photo never
+share a label. Clusters with fewer than ``min_size`` faces form the "messy group", as in
+Azure Face's Group.
+
+Measured (``benchmarks/grouping.py``): on 10,000 face-like synthetic faces of about two
+per person, a fixed 1e-3 per pair gave BCubed precision 0.50 (recall 0.995); 0.01 false
+edges per face gives 0.99 (recall 0.99). Three refinements were measured and are off by
+default because they did not help: edges only between mutual 10-nearest neighbours (same
+precision on the synthetic gallery, recall 0.37 instead of 0.98 on the real labelled
+union, whose persons have up to 100 faces), edge weights from calibrated false match
+rates (same result, slower), a minimum group of 3 (recall 0.87 instead of 0.99).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +29,8 @@ from faceledger.errors import InvalidArgument
 from faceledger.models.calibration import Calibration
 from faceledger.types import FloatArray
 
-BLOCK = 2048
+BLOCK_CELLS = 1 << 25
+"""Similarities computed at once (128 MiB of float32): rows per block = this / n."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +47,8 @@ class GroupingOptions:
     false_edges_per_face: float | None = 0.01
     neighbours: int = 0
     min_size: int = 2
-    calibrated_weights: bool = True
+    calibrated_weights: bool = False
+    """Weigh edges by ``-log10`` of their false match rate instead of the similarity."""
     iterations: int = 30
     seed: int = 0
 
@@ -68,13 +76,14 @@ def similarity_edges(
 ) -> list[list[tuple[int, float]]]:
     """Neighbours at or above ``threshold`` of each row, optionally mutual k-nearest only.
 
-    Cost O(n^2 d) in blocks of 2,048 rows.
+    Cost O(n^2 d) time in blocks of about ``BLOCK_CELLS / n`` rows (128 MiB at a time).
     """
     n = embeddings.shape[0]
+    block = max(64, BLOCK_CELLS // max(n, 1))
     adjacency: list[list[tuple[int, float]]] = [[] for _ in range(n)]
     knn: list[set[int]] = []
-    for start in range(0, n, BLOCK):
-        sims = embeddings[start : start + BLOCK] @ embeddings.T
+    for start in range(0, n, block):
+        sims = embeddings[start : start + block] @ embeddings.T
         rows = np.arange(sims.shape[0])
         sims[rows, start + rows] = -np.inf
         if neighbours > 0:
@@ -112,7 +121,12 @@ def chinese_whispers(
         raise InvalidArgument(f"min_size must be at least 1, got {min_size}")
     adjacency = similarity_edges(embeddings, threshold, neighbours=neighbours)
     if calibration is not None:
-        adjacency = [[(j, -math.log10(calibration.fmr_at(s))) for j, s in adj] for adj in adjacency]
+        thr = np.asarray(calibration.thresholds)
+        logs = np.log10(np.asarray(calibration.fmrs))
+        adjacency = [
+            list(zip([j for j, _ in adj], _evidence(adj, thr, logs), strict=True))
+            for adj in adjacency
+        ]
     labels = list(range(n))
     photos = photo_ids.tolist() if photo_ids is not None else list(range(n))
     # How many faces of each photo hold each label: a face may not join a label that a
@@ -168,3 +182,10 @@ def group_faces(
         min_size=opts.min_size,
     )
     return Grouping(found.groups, found.messy_group, threshold, rate)
+
+
+def _evidence(
+    adj: list[tuple[int, float]], thresholds: FloatArray, log_fmrs: FloatArray
+) -> list[float]:
+    """``-log10`` of the false match rate of each edge's similarity."""
+    return (-np.interp([s for _, s in adj], thresholds, log_fmrs)).tolist()
