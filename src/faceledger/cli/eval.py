@@ -17,7 +17,7 @@ from faceledger.errors import InvalidArgument
 from faceledger.eval.cache import EmbeddingCache
 from faceledger.eval.calibrate import calibrate_tree, check_trees, save_calibration
 from faceledger.eval.clustering import evaluate_grouping
-from faceledger.eval.dataset import Layout, embed_trees, read_labels, score_pairs
+from faceledger.eval.dataset import Layout, embed_trees, group_columns, read_labels, score_pairs
 from faceledger.eval.identification import evaluate_gallery_probes, evaluate_split
 from faceledger.eval.pairs import evaluate_pairs, read_csv_pairs, read_lfw_pairs
 from faceledger.eval.verification import all_pair_scores, evaluate_verification
@@ -138,11 +138,28 @@ def calibrate(
     ] = None,
     cache_dir: CacheOpt = None,
     no_cache: NoCacheOpt = False,
+    fair: Annotated[
+        bool,
+        typer.Option(
+            "--fair",
+            help="Fit label-free fair score normalisation on TREE and measure it by the "
+            "groups of --labels, fitted on half the identities and measured on the other.",
+        ),
+    ] = False,
+    labels: Annotated[
+        Path | None,
+        typer.Option(help="Group labels to measure --fair by (never used to fit it)."),
+    ] = None,
+    clusters: Annotated[int, typer.Option(help="Clusters of --fair.")] = 20,
     json_out: JsonOpt = False,
 ) -> None:
     """Build a threshold vs FMR table from all cross-identity pairs, or check one on other data."""
     if tree is None and not check:
         raise InvalidArgument("give a TREE to calibrate on, --check folders, or both")
+    if fair:
+        if tree is None or labels is None:
+            raise InvalidArgument("--fair needs a TREE and --labels to measure by")
+        return _fair(Engine(model), tree, labels, aligned, clusters, cache_dir, no_cache, json_out)
     engine = Engine(model)
     cal = None
     with _cache(engine, cache_dir, no_cache) as cache:
@@ -183,6 +200,39 @@ def calibrate(
             f"{r['measured_fmr']:.2e} ({r['false_matches']:,} pairs)  x{r['ratio']:.2f}  "
             f"FNMR {r['fnmr']:.4f}{note}"
         )
+
+
+def _fair(
+    engine: Engine,
+    tree: Path,
+    labels: Path,
+    aligned: bool,
+    clusters: int,
+    cache_dir: Path | None,
+    no_cache: bool,
+    json_out: bool,
+) -> None:
+    from faceledger.eval.fair import two_fold_check
+
+    table = read_labels(labels)
+    with _cache(engine, cache_dir, no_cache) as cache, progress_bar("embedding") as progress:
+        data = embed_trees(engine, [tree], aligned=aligned, cache=cache, progress=progress)
+    column = table.columns[0]
+    groups = group_columns(data, table)[column]
+    folds = two_fold_check(data.embeddings, data.labels, groups, clusters=clusters)
+    if json_out:
+        return emit({"column": column, "clusters": clusters, "folds": folds})
+    for f in folds:
+        typer.echo(
+            f"fold {f['fold']}: fitted on {f['fit_identities']} identities, measured on "
+            f"{f['measured_identities']}; TAR at FMR 1e-3 {f['tar_at_fmr_1e-3']['plain']:.4f} "
+            f"without, {f['tar_at_fmr_1e-3']['fair']:.4f} with"
+        )
+        for g in f["groups"]:
+            typer.echo(
+                f"  stated {g['stated_fmr']:.0e} {column}={g['group']}: FMR {g['fmr']:.1e} -> "
+                f"{g['fair_fmr']:.1e}, FNMR {g['fnmr']:.3f} -> {g['fair_fnmr']:.3f}"
+            )
 
 
 @eval_app.command("verify")
