@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faceledger.ledger.audit import Actor
 from faceledger.search.ranking import Candidate
 from faceledger.service.core import LOCAL_ACTOR, Progress
 from faceledger.service.search import SearchOps
 from faceledger.types import FloatArray
-from faceledger.video import IndexOptions, TextReader, VideoIndex, index_video
+
+if TYPE_CHECKING:  # imported when a video is indexed: SciPy's optimiser takes about 1 s
+    from faceledger.video import IndexOptions, TextReader, VideoIndex
 
 
 class MediaOps(SearchOps):
@@ -43,6 +45,8 @@ class MediaOps(SearchOps):
             NotFound: the collection does not exist.
             VideoError: the file cannot be read at all.
         """
+        from faceledger.video import IndexOptions, index_video
+
         self.check_video_request(collection, purpose)
         opts = options or IndexOptions()
         _, engine = self.collection_engine(collection)
