@@ -298,3 +298,16 @@ def test_fair_score_normalisation_evens_out_a_group_whose_impostors_look_alike()
         before, after = f["fmr_ratio"]["0.001"]["plain"], f["fmr_ratio"]["0.001"]["fair"]
         assert before is not None and before > 3
         assert after is not None and after <= before / 1.9
+
+
+def test_decision_fields_name_model_calibration_threshold_and_fpir() -> None:
+    from faceledger.search.operations import decision_fields
+
+    cal = toy_calibration()
+    rates = gallery_rates(1000, max_fmr=1e-2, max_fpir=0.5)
+    fields = decision_fields(cal, model_id="toy@1", max_fmr=1e-2, gallery=rates)
+    assert fields["calibration_id"] == cal.calibration_id and fields["model_id"] == "toy@1"
+    assert fields["max_fmr"] == rates.max_fmr < 1e-2 and fields["fpir"] == pytest.approx(0.5)
+    assert fields["threshold"] == round(cal.threshold_for(rates.max_fmr), 5)
+    plain = decision_fields(cal, model_id="toy@1", max_fmr=1e-2)
+    assert plain["threshold"] == 0.2 and "fpir" not in plain

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -54,6 +54,32 @@ class Identification:
 
     candidates: list[list[Candidate]]
     gallery: GalleryRates
+
+
+def decision_fields(
+    calibration: Calibration,
+    *,
+    model_id: str,
+    max_fmr: float,
+    threshold: float | None = None,
+    gallery: GalleryRates | None = None,
+) -> dict[str, Any]:
+    """What a ledger entry records about how a search decided: model id, calibration id,
+    the per-person (or per-comparison) ``max_fmr``, the threshold (for one comparison or,
+    for persons, the threshold for k = 1; each candidate carries its own), and for a
+    gallery search the persons searched, the expected FPIR and any ``max_fpir`` asked."""
+    rate = gallery.max_fmr if gallery is not None else max_fmr
+    if threshold is None:
+        threshold = calibration.threshold_for(rate)
+    fields: dict[str, Any] = {
+        "model_id": model_id,
+        "calibration_id": calibration.calibration_id,
+        "max_fmr": rate,
+        "threshold": round(threshold, 5),
+    }
+    if gallery is not None:
+        fields.update(persons=gallery.persons, fpir=gallery.fpir, max_fpir=gallery.max_fpir)
+    return fields
 
 
 def face_counts(store: Store, collection: str) -> dict[int, int]:
