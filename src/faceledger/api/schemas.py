@@ -178,8 +178,21 @@ class AuditVerify(BaseModel):
     ok: bool
     entries: int
     problems: list[dict[str, Any]]
+    root_hash: str = Field("", description="Merkle root (RFC 9162) of the entries, hex.")
+    checkpoints: int = Field(0, description="Signed checkpoints the entries were checked against.")
+    latest_checkpoint: int = Field(0, description="Entries covered by the latest checkpoint.")
+    uncovered: int = Field(0, description="Newer entries no checkpoint vouches for yet.")
+
+
+class LedgerHealth(BaseModel):
+    entries: int
+    checkpoint_size: int = Field(description="Entries covered by the latest signed checkpoint.")
+    uncovered: int
+    undelivered_checkpoints: int = Field(description="Summed over witnesses; retried.")
+    failing_witnesses: int = Field(description="Witnesses whose last delivery failed.")
 
 
 class Health(BaseModel):
-    status: str
+    status: str = Field(description="ok, or degraded while a witness is not taking checkpoints.")
     version: str
+    ledger: LedgerHealth | None = None

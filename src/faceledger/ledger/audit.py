@@ -34,6 +34,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, RowMapping, func, insert, select
 
 from faceledger.config import Settings
-from faceledger.errors import StoreError
+from faceledger.errors import NotFound, StoreError
 from faceledger.ledger.checkpoints import Checkpointer, CheckpointRecord, WitnessStatus
 from faceledger.ledger.entries import FIELDS, GENESIS, Actor, Entry, canonical
 from faceledger.ledger.notes import SIGNING_KEY_FILE, PublicKey, SigningKey
@@ -51,7 +52,7 @@ from faceledger.ledger.verify import Head, Report, check_chain, check_checkpoint
 from faceledger.ledger.witnesses import configured_witnesses
 from faceledger.store.db import read_transaction
 
-__all__ = ["FIELDS", "GENESIS", "Actor", "Entry", "Ledger", "canonical"]
+__all__ = ["FIELDS", "GENESIS", "Actor", "Entry", "Ledger", "LedgerHealth", "canonical"]
 
 log = logging.getLogger("faceledger.ledger")
 RETRY_SECONDS = 15.0
@@ -65,6 +66,22 @@ def _load_key(path: Path) -> bytes:
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_hex(32))
     return bytes.fromhex(path.read_text().strip())
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerHealth:
+    """What ``/healthz`` and ``/metrics`` show of the ledger."""
+
+    entries: int
+    checkpoint_size: int
+    """Entries covered by the latest signed checkpoint."""
+    uncovered: int
+    witnesses: list[WitnessStatus]
+
+    @property
+    def undelivered(self) -> int:
+        """Checkpoints some witness has not taken yet (summed over witnesses)."""
+        return sum(w.undelivered for w in self.witnesses)
 
 
 class Ledger:
@@ -232,14 +249,27 @@ class Ledger:
         self._deliver(skip_failing=True)
         return record
 
+    def latest_checkpoint(self) -> CheckpointRecord:
+        """The most recent signed checkpoint.
+
+        Raises:
+            NotFound: none was signed yet (the ledger is empty).
+        """
+        latest = self.checkpoints.latest()
+        if latest is None:
+            raise NotFound("no checkpoint has been signed yet")
+        return latest
+
     def witness_status(self) -> list[WitnessStatus]:
         """Each configured witness: checkpoints it has not taken yet, failures in a row."""
         return self.checkpoints.status()
 
-    def uncovered(self) -> int:
-        """Entries no checkpoint covers yet."""
+    def health(self) -> LedgerHealth:
+        """Entries, how many no checkpoint covers yet, and each witness's backlog."""
         latest = self.checkpoints.latest()
-        return max(0, self._last_seq() - (latest.size if latest else 0))
+        entries = self._last_seq()
+        size = latest.size if latest else 0
+        return LedgerHealth(entries, size, max(0, entries - size), self.witness_status())
 
     def _tick(self) -> float:
         """One round of the background thread; seconds until the next one."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine, select
 
@@ -29,6 +30,8 @@ class InclusionProof:
     """Entry ``seq`` is leaf ``seq - 1`` of the tree that ``checkpoint`` signed."""
 
     seq: int
+    entry: dict[str, Any]
+    """The entry as stored now: recompute its hash and leaf to check it."""
     entry_hash: str
     leaf_hash: str
     tree_size: int
@@ -104,10 +107,14 @@ class Prover:
             path = tree.inclusion_proof(seq - 1, cp.size)
             leaf = tree.leaf(seq - 1)
         with read_transaction(self._engine) as conn:
-            entry_hash = conn.scalar(select(audit_log.c.entry_hash).where(audit_log.c.seq == seq))
+            row = conn.execute(select(audit_log).where(audit_log.c.seq == seq)).first()
+        if row is None:
+            raise StoreError(f"ledger entry {seq} is missing")
+        entry = dict(row._mapping)
         return InclusionProof(
             seq,
-            str(entry_hash),
+            entry,
+            str(entry["entry_hash"]),
             leaf.hex(),
             cp.size,
             cp.checkpoint.root_hex,
