@@ -82,7 +82,7 @@ def test_bad_image_is_one_red_line_not_a_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
     result = CliRunner().invoke(app, ["detect", str(bad), "--json"])
-    assert result.exit_code == 1
+    assert result.exit_code == 7  # bad_input (faceledger.cli.common.ExitCode)
     assert "Traceback" not in result.output and "corrupt_image" in result.output
 
 

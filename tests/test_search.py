@@ -245,7 +245,7 @@ def test_cli_contract(tmp_path: Path, faces_dir: Path) -> None:
     assert ver["same_person"] is True
     grp = run("group", "--collection", "c", "--json")
     assert grp["groups"]
-    run("person", "delete", "c", "sheldon")
+    run("person", "delete", "c", "sheldon", "--yes")
     again = run("identify", "c", str(ids / "sheldon/sheldon3.png"), "--json")
     assert all(c["person"] != "sheldon" for f in again["faces"] for c in f["candidates"])  # type: ignore[index, union-attr]
     assert run("audit", "verify", "--json")["ok"] is True

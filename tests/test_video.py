@@ -459,7 +459,7 @@ def test_cli_writes_the_index_and_fails_cleanly(tmp_path: Path, text_video: Path
         junk = tmp_path / "junk.mp4"
         junk.write_bytes(b"not a video at all")
         failed = runner.invoke(video_app, ["index", str(junk), "--collection", "c", "--json", "-"])
-        assert failed.exit_code == 1 and "bad_video" in failed.output
+        assert failed.exit_code == 7 and "bad_video" in failed.output  # bad_input
         assert "Traceback" not in failed.output
     finally:
         set_data_dir(None)

@@ -234,10 +234,20 @@ class Engine:
         )
 
     def compare(self, a: ImageInput, b: ImageInput, *, max_fmr: float = 1e-4) -> Comparison:
-        """Compare the largest faces of two images at a stated false match rate."""
-        fa, fb = self.map(self.embed_largest, [a, b])
-        assert fa.embedding is not None and fb.embedding is not None  # embed() sets them
-        return self.compare_embeddings(fa.embedding, fb.embedding, max_fmr=max_fmr)
+        """Compare the largest faces of two images at a stated false match rate.
+
+        Raises:
+            NoFace: one image holds no face; ``image`` (``first``/``second``) says which.
+        """
+        found = list(self.map(self.embed, [a, b]))
+        for which, faces in zip(("first", "second"), found, strict=True):
+            if not faces:
+                raise NoFace(
+                    f"no face found in the {which} image: give a photo with a visible face",
+                    image=which,
+                )
+        fa, fb = (faces[0].require_embedding() for faces in found)
+        return self.compare_embeddings(fa, fb, max_fmr=max_fmr)
 
     def compare_embeddings(
         self, a: FloatArray, b: FloatArray, *, max_fmr: float = 1e-4

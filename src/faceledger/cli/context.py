@@ -1,13 +1,19 @@
-"""The service a CLI command works on, built from ``--data`` / ``FACELEDGER_DATA``."""
+"""The service a CLI command works on, built from ``--data`` / ``FACELEDGER_DATA``.
+
+The service and its store are imported when a command first opens them, so commands that
+need neither (``detect``, ``compare``, ``models``) start without loading them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from faceledger.config import Settings
-from faceledger.service import FaceService
+if TYPE_CHECKING:
+    from faceledger.ledger.audit import Actor
+    from faceledger.service import FaceService
 
 _state: dict[str, Path | None] = {"data": None}
 
@@ -24,6 +30,9 @@ def data_dir() -> Path | None:
 @contextmanager
 def open_service() -> Iterator[FaceService]:
     """A service on the chosen data directory, closed (indexes saved) afterwards."""
+    from faceledger.config import Settings
+    from faceledger.service import FaceService
+
     settings = Settings()
     if _state["data"] is not None:
         settings = settings.model_copy(update={"data": _state["data"]})
@@ -32,3 +41,10 @@ def open_service() -> Iterator[FaceService]:
         yield service
     finally:
         service.close()
+
+
+def local_actor() -> Actor:
+    """The local user running the CLI, as recorded in the ledger."""
+    from faceledger.service import local_actor as actor
+
+    return actor()

@@ -1,28 +1,38 @@
-"""CLI commands of the face database: collections, enrolment, search, erasure."""
+"""CLI commands of the face database: collections, persons, faces and enrolment.
+
+Searches are in :mod:`faceledger.cli.search`. Erasing commands ask first on a terminal
+and need ``--yes`` elsewhere. Enrolment skips an image already enrolled for the person
+(same SHA-256) and says so, unless ``--allow-duplicates``.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from faceledger.cli.common import emit, face_json, fail_cleanly, progress_bar
-from faceledger.cli.context import open_service
-from faceledger.results import FaceResult
-from faceledger.search.operations import SimilarMode
-from faceledger.service import local_actor
+from faceledger.cli import search
+from faceledger.cli.common import (
+    JsonOpt,
+    YesOpt,
+    combined_exit,
+    confirm_destructive,
+    emit,
+    exit_code_for,
+    fail_cleanly,
+    progress_bar,
+)
+from faceledger.cli.context import local_actor, open_service
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
-PurposeOpt = Annotated[
-    str | None, typer.Option(help="Why this search is made (recorded in the audit ledger).")
-]
-CaseOpt = Annotated[
-    str | None, typer.Option("--case", help="Case reference (recorded in the ledger).")
-]
-AlignedOpt = Annotated[bool, typer.Option(help="Images are aligned 112x112 face crops.")]
-MaxFmrOpt = Annotated[
-    float, typer.Option("--max-fmr", help="Largest false match rate of a candidate.")
+if TYPE_CHECKING:
+    from faceledger.results import EnrolledImage
+
+DUPLICATE = "duplicate"
+"""The refusal code of an image already enrolled for the person: skipped, not a failure."""
+AllowDuplicatesOpt = Annotated[
+    bool,
+    typer.Option(help="Enrol images already enrolled for the person (same SHA-256) again."),
 ]
 
 collection_app = typer.Typer(help="Create, list and delete collections.", no_args_is_help=True)
@@ -35,8 +45,9 @@ def register(app: typer.Typer) -> None:
     app.add_typer(collection_app, name="collection")
     app.add_typer(person_app, name="person")
     app.add_typer(face_app, name="face")
-    for fn in (enroll, enroll_folder, identify, similar, verify, group):
+    for fn in (enroll, enroll_folder, search.identify, search.similar, search.verify):
         app.command(name=fn.__name__.replace("_", "-"))(fn)
+    app.command(name="group")(search.group)
 
 
 @collection_app.command("create")
@@ -74,21 +85,14 @@ def collection_list(json_out: JsonOpt = False) -> None:
 
 @collection_app.command("delete")
 @fail_cleanly
-def collection_delete(name: str) -> None:
-    """Erase a collection: every person, face and vector in it."""
+def collection_delete(name: str, yes: YesOpt = False, json_out: JsonOpt = False) -> None:
+    """Erase a collection: every person, face and vector in it, and its index files."""
     with open_service() as svc:
+        svc.store.get_collection(name)  # not found before asking
+        confirm_destructive(f"erase collection {name!r} with all its persons and faces", yes=yes)
         svc.delete_collection(name, actor=local_actor())
-    typer.echo(f"deleted collection {name}")
-
-
-@person_app.command("delete")
-@fail_cleanly
-def person_delete(collection: str, person: str, json_out: JsonOpt = False) -> None:
-    """Erase a person now: database rows, embeddings and index entries."""
-    with open_service() as svc:
-        n = svc.delete_person(collection, person, actor=local_actor())
-    emit({"person": person, "faces_erased": n}) if json_out else typer.echo(
-        f"erased {person} ({n} faces)"
+    emit({"collection": name, "deleted": True}) if json_out else typer.echo(
+        f"deleted collection {name}"
     )
 
 
@@ -110,13 +114,87 @@ def person_list(
             typer.echo(f"{p.name}\t{p.face_count} faces")
 
 
+@person_app.command("delete")
+@fail_cleanly
+def person_delete(
+    collection: str, person: str, yes: YesOpt = False, json_out: JsonOpt = False
+) -> None:
+    """Erase a person now: database rows, embeddings and index entries."""
+    with open_service() as svc:
+        found = svc.store.get_person(collection, person)
+        confirm_destructive(
+            f"erase {person!r} and their {found.face_count} face(s) from {collection!r}", yes=yes
+        )
+        n = svc.delete_person(collection, person, actor=local_actor())
+    emit({"person": person, "faces_erased": n}) if json_out else typer.echo(
+        f"erased {person} ({n} faces)"
+    )
+
+
+@person_app.command("rename")
+@fail_cleanly
+def person_rename(collection: str, old: str, new: str, json_out: JsonOpt = False) -> None:
+    """Rename a person (their faces and ledger history stay theirs)."""
+    with open_service() as svc:
+        person = svc.update_person(collection, old, new_name=new, actor=local_actor())
+    emit(person) if json_out else typer.echo(f"renamed {old} to {person.name}")
+
+
+@person_app.command("merge")
+@fail_cleanly
+def person_merge(collection: str, source: str, into: str, json_out: JsonOpt = False) -> None:
+    """Move every face of SOURCE to INTO and remove SOURCE (one audited change)."""
+    with open_service() as svc:
+        person = svc.merge_persons(collection, source, into, actor=local_actor())
+    emit(person) if json_out else typer.echo(
+        f"merged {source} into {person.name} ({person.face_count} faces)"
+    )
+
+
+@face_app.command("move")
+@fail_cleanly
+def face_move(
+    collection: str,
+    face_ids: Annotated[list[int], typer.Argument(help="Ids of the faces to move.")],
+    to: Annotated[str, typer.Option("--to", help="The person who receives the faces.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Move faces to another person (to split a wrongly merged person)."""
+    with open_service() as svc:
+        person = svc.move_faces(collection, face_ids, to, actor=local_actor())
+    emit({"moved": face_ids, "to": person}) if json_out else typer.echo(
+        f"moved {len(face_ids)} face(s) to {person.name} ({person.face_count} faces)"
+    )
+
+
 @face_app.command("delete")
 @fail_cleanly
-def face_delete(collection: str, face_id: int) -> None:
+def face_delete(
+    collection: str, face_id: int, yes: YesOpt = False, json_out: JsonOpt = False
+) -> None:
     """Erase one face."""
     with open_service() as svc:
+        svc.store.get_collection(collection)
+        confirm_destructive(f"erase face {face_id} of {collection!r}", yes=yes)
         svc.delete_face(collection, face_id, actor=local_actor())
-    typer.echo(f"erased face {face_id}")
+    emit({"face_id": face_id, "deleted": True}) if json_out else typer.echo(
+        f"erased face {face_id}"
+    )
+
+
+def _refusal_exit(refused: list[EnrolledImage]) -> None:
+    """Exit with the refusals' shared code (duplicates are skipped, not refused)."""
+    codes = [exit_code_for(r.refused) for r in refused if r.refused != DUPLICATE]
+    if codes:
+        raise typer.Exit(int(combined_exit(codes)))
+
+
+def _outcome(r: EnrolledImage) -> str:
+    if r.face_id is not None:
+        return f"face {r.face_id}"
+    if r.refused == DUPLICATE:
+        return "skipped (duplicate: already enrolled for this person; --allow-duplicates)"
+    return f"refused ({r.refused}: {r.reason})"
 
 
 @fail_cleanly
@@ -132,10 +210,15 @@ def enroll(
         bool, typer.Option(help="Enrol the largest face when several are found.")
     ] = False,
     allow_low_quality: Annotated[bool, typer.Option(help="Accept faces graded low.")] = False,
-    aligned: AlignedOpt = False,
+    allow_duplicates: AllowDuplicatesOpt = False,
+    aligned: search.AlignedOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Enrol one face per image for a person (created if new)."""
+    """Enrol one face per image for a person (created if new).
+
+    Exits non-zero when an image is refused (see the exit codes); an image already
+    enrolled for the person is skipped and does not count as a refusal.
+    """
     with open_service() as svc:
         results = svc.enroll(
             collection,
@@ -145,17 +228,26 @@ def enroll(
             face_index=face_index,
             largest=largest,
             allow_low_quality=allow_low_quality,
+            allow_duplicates=allow_duplicates,
             aligned=aligned,
             actor=local_actor(),
         )
+    skipped = [r for r in results if r.refused == DUPLICATE]
+    refused = [r for r in results if r.face_id is None and r.refused != DUPLICATE]
     if json_out:
-        emit({"person": person, "results": results})
+        emit(
+            {
+                "person": person,
+                "enrolled": len(results) - len(skipped) - len(refused),
+                "skipped": len(skipped),
+                "refused": len(refused),
+                "results": results,
+            }
+        )
     else:
         for r in results:
-            typer.echo(
-                f"{r.source}: "
-                + (f"face {r.face_id}" if r.face_id else f"refused ({r.refused}: {r.reason})")
-            )
+            typer.echo(f"{r.source}: {_outcome(r)}")
+    _refusal_exit(refused)
 
 
 @fail_cleanly
@@ -167,9 +259,13 @@ def enroll_folder(
         bool, typer.Option(help="Enrol the largest face when several are found.")
     ] = False,
     allow_low_quality: Annotated[bool, typer.Option(help="Accept faces graded low.")] = False,
+    allow_duplicates: AllowDuplicatesOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Bulk-enrol a folder tree with a progress bar and a summary of refusals."""
+    """Bulk-enrol a folder tree with a progress bar and a summary of refusals.
+
+    Running it again adds nothing: images already enrolled for their person are skipped.
+    """
     with open_service() as svc, progress_bar("enrolling") as progress:
         summary = svc.enroll_folder(
             collection,
@@ -177,139 +273,28 @@ def enroll_folder(
             consent=consent,
             largest=largest,
             allow_low_quality=allow_low_quality,
+            allow_duplicates=allow_duplicates,
             progress=progress,
             actor=local_actor(),
         )
+    skipped = [r for r in summary.refused if r.refused == DUPLICATE]
+    refused = [r for r in summary.refused if r.refused != DUPLICATE]
+    counts = {k: v for k, v in summary.counts.items() if k != DUPLICATE}
+    counts.update(refused=len(refused), skipped=len(skipped))
     if json_out:
-        emit({"summary": summary.counts, "enrolled": summary.enrolled, "refused": summary.refused})
+        emit(
+            {
+                "summary": counts,
+                "enrolled": summary.enrolled,
+                "skipped": skipped,
+                "refused": refused,
+            }
+        )
     else:
-        typer.echo(", ".join(f"{k}: {v}" for k, v in summary.counts.items()))
-        for r in summary.refused:
+        typer.echo(
+            f"enrolled: {len(summary.enrolled)}, skipped (duplicate): {len(skipped)}, "
+            f"refused: {len(refused)}"
+        )
+        for r in refused:
             typer.echo(f"  refused {r.source}: {r.refused} ({r.reason})")
-
-
-def _faces_json(results: list[FaceResult]) -> list[dict[str, Any]]:
-    return [{**face_json(r.face), "candidates": r.candidates} for r in results]
-
-
-@fail_cleanly
-def identify(
-    collection: str,
-    image: Path,
-    top: Annotated[int, typer.Option(help="Candidates per face.")] = 5,
-    max_fmr: MaxFmrOpt = 1e-4,
-    purpose: PurposeOpt = None,
-    case: CaseOpt = None,
-    aligned: AlignedOpt = False,
-    json_out: JsonOpt = False,
-) -> None:
-    """Ranked candidate persons for every face in the image (for human review)."""
-    with open_service() as svc:
-        results = svc.identify(
-            collection,
-            str(image),
-            top=top,
-            max_fmr=max_fmr,
-            purpose=purpose,
-            case_ref=case,
-            aligned=aligned,
-            actor=local_actor(),
-        )
-    if json_out:
-        emit({"image": str(image), "faces": _faces_json(results)})
-    else:
-        for i, r in enumerate(results):
-            names = (
-                ", ".join(f"{c.person} ({c.similarity:.3f}, FMR {c.fmr:.1g})" for c in r.candidates)
-                or "no candidate"
-            )
-            typer.echo(f"face {i} {r.face.box.as_list()}: {names}")
-
-
-@fail_cleanly
-def similar(
-    collection: str,
-    image: Path,
-    mode: Annotated[
-        str, typer.Option(help="matchPerson (within --max-fmr) or matchFace (top faces).")
-    ] = "matchPerson",
-    top: Annotated[int, typer.Option(help="Faces to return.")] = 20,
-    max_fmr: MaxFmrOpt = 1e-4,
-    purpose: PurposeOpt = None,
-    case: CaseOpt = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """Faces most like the image's largest face (Find Similar)."""
-    with open_service() as svc:
-        result = svc.similar(
-            collection,
-            str(image),
-            mode=cast(SimilarMode, mode),  # checked by the service
-            top=top,
-            max_fmr=max_fmr,
-            purpose=purpose,
-            case_ref=case,
-            actor=local_actor(),
-        )
-    if json_out:
-        emit({"image": str(image), "face": face_json(result.face), "similar": result.candidates})
-    else:
-        for c in result.candidates:
-            typer.echo(f"face {c.face_id} ({c.person}): {c.similarity:.3f}, FMR {c.fmr:.1g}")
-
-
-@fail_cleanly
-def verify(
-    collection: str,
-    image: Path,
-    person: Annotated[str, typer.Option(help="The enrolled person to verify against.")],
-    max_fmr: MaxFmrOpt = 1e-4,
-    purpose: PurposeOpt = None,
-    case: CaseOpt = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """Compare the image's largest face with all faces of one person."""
-    with open_service() as svc:
-        match = svc.verify(
-            collection,
-            str(image),
-            person,
-            max_fmr=max_fmr,
-            purpose=purpose,
-            case_ref=case,
-            actor=local_actor(),
-        )
-    emit(match) if json_out else typer.echo(
-        f"{person}: similarity {match.similarity:.4f}, threshold {match.threshold:.4f}, "
-        f"same_person={match.same_person}"
-    )
-
-
-@fail_cleanly
-def group(
-    images: Annotated[
-        list[Path] | None, typer.Argument(help="Images whose faces to group.")
-    ] = None,
-    collection: Annotated[
-        str | None, typer.Option(help="Group the faces stored in a collection.")
-    ] = None,
-    max_fmr: MaxFmrOpt = 1e-3,
-    json_out: JsonOpt = False,
-) -> None:
-    """Cluster unknown faces into people plus a messy group of singletons."""
-    with open_service() as svc, progress_bar("grouping") as progress:
-        result = svc.group(
-            [str(p) for p in images or []],
-            collection=collection,
-            max_fmr=max_fmr,
-            actor=local_actor(),
-            progress=progress,
-        )
-    if json_out:
-        emit(result)
-    else:
-        for i, g in enumerate(result.groups):
-            typer.echo(
-                f"group {i}: " + ", ".join(f"{f.image or f.face_id}#{f.face_index}" for f in g)
-            )
-        typer.echo(f"messy group: {len(result.messy_group)} face(s)")
+    _refusal_exit(refused)

@@ -6,9 +6,20 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from faceledger.cli.audit import audit_app
-from faceledger.cli.common import emit, face_json, fail_cleanly, progress_bar
+from faceledger.cli.common import (
+    ExitCode,
+    JsonOpt,
+    combined_exit,
+    emit,
+    exit_code_of,
+    expand_images,
+    face_json,
+    fail_cleanly,
+    progress_bar,
+)
 from faceledger.cli.context import set_data_dir
 from faceledger.cli.db import register as register_db_commands
 from faceledger.cli.eval import eval_app
@@ -16,10 +27,49 @@ from faceledger.cli.models import models_app
 from faceledger.cli.serve import serve
 from faceledger.cli.speech import speech_app
 from faceledger.cli.video import video_app
-from faceledger.engine import Engine
+from faceledger.errors import FaceledgerError, NoFace
+
+GLOBAL_OPTIONS = ("--data",)
+"""Options of the whole program (each taking one value), accepted anywhere on the line."""
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """``args`` with every global option (and its value) moved before the subcommand.
+
+    ``faceledger collection create X --data D`` then means ``faceledger --data D
+    collection create X``. Nothing after a ``--`` separator is moved.
+    """
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if word == "--":
+            rest += args[i:]
+            break
+        if word in GLOBAL_OPTIONS and i + 1 < len(args):
+            front += args[i : i + 2]
+            i += 2
+            continue
+        if word.split("=", 1)[0] in GLOBAL_OPTIONS and "=" in word:
+            front.append(word)
+        else:
+            rest.append(word)
+        i += 1
+    return front + rest
+
+
+class GlobalOptionsAnywhere(TyperGroup):
+    """The root command group: parses global options wherever they stand on the line."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(args))
+
 
 app = typer.Typer(
-    help="faceledger: self-hosted, accountable face recognition.", no_args_is_help=True
+    cls=GlobalOptionsAnywhere,
+    help="faceledger: self-hosted, accountable face recognition.",
+    no_args_is_help=True,
 )
 app.add_typer(eval_app, name="eval")
 app.add_typer(models_app, name="models")
@@ -42,32 +92,58 @@ def main(
 
 
 PackOpt = Annotated[str, typer.Option("--model", help="Model pack: default, dlib, or dir:PATH.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
 
 @app.command()
 @fail_cleanly
 def detect(
-    images: Annotated[list[Path], typer.Argument(help="Image files.")],
+    images: Annotated[
+        list[Path], typer.Argument(help="Image files, or folders searched for images.")
+    ],
     model: PackOpt = "default",
     min_face_size: Annotated[float, typer.Option(help="Ignore smaller faces (pixels).")] = 10.0,
     json_out: JsonOpt = False,
 ) -> None:
-    """Find faces: boxes, 5 landmarks, detector score and quality for each image."""
+    """Find faces: boxes, 5 landmarks, detector score and quality for each image.
+
+    Several images (or a folder) give one JSON document ``{"results": [...], "failed": n}``
+    in which an unreadable image carries an ``error`` instead of ``faces``.
+    """
+    from faceledger.engine import Engine
+
+    paths, batch = expand_images(images)
     engine = Engine(model, min_face_size=min_face_size)
+
+    def faces_of(path: Path) -> list[dict[str, Any]] | FaceledgerError:
+        try:
+            return [face_json(f) for f in engine.detect(path)]
+        except FaceledgerError as exc:
+            if not batch:
+                raise
+            return exc
+
     results: list[dict[str, Any]] = []
-    with progress_bar("detecting", enabled=len(images) > 1) as progress:
-        for i, (path, faces) in enumerate(
-            zip(images, engine.map(engine.detect, images), strict=True)
-        ):
-            results.append({"image": str(path), "faces": [face_json(f) for f in faces]})
-            progress(i + 1, len(images))
+    failed: list[ExitCode] = []
+    with progress_bar("detecting", enabled=len(paths) > 1) as progress:
+        for i, (path, found) in enumerate(zip(paths, engine.map(faces_of, paths), strict=True)):
+            if isinstance(found, FaceledgerError):
+                failed.append(exit_code_of(found))
+                results.append({"image": str(path), "error": found.to_dict()})
+            else:
+                results.append({"image": str(path), "faces": found})
+            progress(i + 1, len(paths))
+    engine.close()
     if json_out:
-        emit(results if len(results) > 1 else results[0])
+        emit({"results": results, "failed": len(failed)} if batch else results[0])
     else:
         for r in results:
-            grades = ", ".join(f["quality"]["grade"] for f in r["faces"])
-            typer.echo(f"{r['image']}: {len(r['faces'])} face(s) {grades}")
+            if "error" in r:
+                typer.echo(f"{r['image']}: error ({r['error']['code']}) {r['error']['message']}")
+            else:
+                grades = ", ".join(f["quality"]["grade"] for f in r["faces"])
+                typer.echo(f"{r['image']}: {len(r['faces'])} face(s) {grades}")
+    if failed:
+        raise typer.Exit(int(combined_exit(failed)))
 
 
 @app.command()
@@ -80,7 +156,13 @@ def compare(
     json_out: JsonOpt = False,
 ) -> None:
     """Compare two faces: similarity, the threshold for the stated false match rate, decision."""
-    result = Engine(model).compare(a, b, max_fmr=max_fmr)
+    from faceledger.engine import Engine
+
+    try:
+        result = Engine(model).compare(a, b, max_fmr=max_fmr)
+    except NoFace as exc:
+        which = a if exc.detail.get("image") == "first" else b
+        raise NoFace(f"no face found in {which}: give a photo with a visible face") from None
     if json_out:
         emit(result)
     else:

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from faceledger.cli.common import err_console, fail_cleanly, progress_bar, to_jsonable
-from faceledger.cli.context import open_service
-from faceledger.service import local_actor
-from faceledger.video import IndexOptions, VideoIndex
+from faceledger.cli.common import (
+    err_console,
+    exit_code_for,
+    fail_cleanly,
+    progress_bar,
+    to_jsonable,
+)
+from faceledger.cli.context import local_actor, open_service
+
+if TYPE_CHECKING:  # loaded when a video is indexed (SciPy's optimiser takes about 1 s)
+    from faceledger.video import VideoIndex
 
 video_app = typer.Typer(
     help="Index videos: who appears when, and the text on screen.", no_args_is_help=True
@@ -45,6 +52,8 @@ def index(
     ocr: Annotated[bool, typer.Option(help="Read the text shown on screen.")] = True,
 ) -> None:
     """Index a video: each person with the intervals they appear in, and on-screen text."""
+    from faceledger.video import IndexOptions
+
     options = IndexOptions(fps=None if every_frame else fps, ocr=ocr, max_fmr=max_fmr)
     with open_service() as svc, progress_bar("indexing") as progress:
         result = svc.index_video(
@@ -67,7 +76,7 @@ def index(
             f"[red]error[/red] ({result.error['code']}): {result.error['message']} "
             "(the index covers what could be read)"
         )
-        raise typer.Exit(1)
+        raise typer.Exit(int(exit_code_for(result.error["code"])))
 
 
 def _summarise(result: VideoIndex, out: Path) -> None:

@@ -322,7 +322,7 @@ def choose_face(
         if len(foreground) > 1 and not largest:
             raise MultipleFaces(
                 f"{len(foreground)} faces in the image: choose one with a face index "
-                "(--face N / face_index=N) or the largest (--largest / largest=true)",
+                "(--face-index N / face_index=N) or the largest (--largest / largest=true)",
                 faces=len(foreground),
             )
         chosen = faces[0]

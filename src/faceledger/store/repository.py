@@ -686,7 +686,9 @@ def _check_consent(col: CollectionRecord, consent: str | None) -> None:
         from faceledger.errors import ConsentRequired
 
         raise ConsentRequired(
-            f"collection {col.name!r} requires a consent reference for every person"
+            f"collection {col.name!r} requires a consent reference for every person: give "
+            "one (CLI --consent REF; HTTP \"consent\" in the person's body), or create the "
+            "collection without the requirement (--no-require-consent / require_consent=false)"
         )
 
 
