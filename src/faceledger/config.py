@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     checkpoint_every_entries: int = 100
     """Sign a checkpoint once this many entries are not covered by one (0: never by count)."""
     checkpoint_every_seconds: float = 60.0
-    """...or once the oldest uncovered entry is this old (0: never by time)."""
+    """...or once entries are uncovered and the last checkpoint is this old (0: never by time)."""
     witness_files: list[Path] = []
     """Append-only files receiving every checkpoint (JSON list in the environment)."""
     witness_urls: list[str] = []

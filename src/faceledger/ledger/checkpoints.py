@@ -28,7 +28,13 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 from faceledger.errors import NotFound, StoreError
 from faceledger.ledger.entries import GENESIS, canonical
 from faceledger.ledger.merkle import extend_frontier, leaf_hash, root_from_frontier
-from faceledger.ledger.notes import Checkpoint, CheckpointError, SigningKey, verify_note
+from faceledger.ledger.notes import (
+    Checkpoint,
+    CheckpointError,
+    SigningKey,
+    read_checkpoint,
+    verify_note,
+)
 from faceledger.ledger.schema import audit_checkpoints, audit_log, audit_witnesses
 from faceledger.ledger.witnesses import DeliveryFailed, Witness
 from faceledger.store.db import read_transaction, write_transaction
@@ -65,8 +71,6 @@ class WitnessStatus:
 
 
 def _record(row: Any) -> CheckpointRecord:
-    from faceledger.ledger.notes import read_checkpoint
-
     return CheckpointRecord(int(row.id), str(row.ts), read_checkpoint(str(row.note)))
 
 
@@ -167,6 +171,10 @@ class Checkpointer:
             select(audit_checkpoints).order_by(audit_checkpoints.c.id.desc()).limit(1)
         ).first()
         if row is None:
+            return 0, [], GENESIS
+        if read_checkpoint(str(row.note)).origin != self._signer.public.origin:
+            # A new signing key starts a new log over the same entries, checked from the first.
+            log.warning("the last checkpoint was signed by another key: signing all entries anew")
             return 0, [], GENESIS
         try:
             cp = verify_note(str(row.note), self._signer.public)
