@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import sqlite3
 import subprocess
@@ -154,7 +155,16 @@ def test_every_search_leaves_one_entry_with_its_purpose(server: Server, faces_di
     import hashlib
 
     assert searches[0]["image_sha256"] == hashlib.sha256(image.read_bytes()).hexdigest()
-    assert searches[0]["result"]["faces"][0][0]["person"] == "amy"
+    # the ledger names persons by pseudonym, never by name
+    amy = admin_person_pseudonym(server, "ledger-test", "amy")
+    assert searches[0]["result"]["faces"][0][0]["person"] == amy
+    assert searches[2]["request"]["person"] == amy
+    assert "amy" not in json.dumps(searches)
+
+
+def admin_person_pseudonym(server: Server, collection: str, person: str) -> str:
+    with server.client() as admin:
+        return str(admin.get_person(collection, person)["pseudonym"])
 
 
 ROUTES: list[tuple[str, str, set[str]]] = [
@@ -304,6 +314,7 @@ def test_retention_erases_expired_person(server: Server, faces_dir: Path) -> Non
         admin.create_person("retention", "penny", consent="c", retain_until=soon)
         admin.enroll("retention", "penny", image)
         assert admin.identify("retention", image, purpose="before expiry")["faces"][0]["candidates"]
+        penny = admin.get_person("retention", "penny")["pseudonym"]
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -319,7 +330,7 @@ def test_retention_erases_expired_person(server: Server, faces_dir: Path) -> Non
         )
         erasures = admin.audit(operation="person.delete", limit=1000)["entries"]
         assert any(
-            e["request"]["person"] == "penny" and e["request"]["reason"] == "retention expired"
+            e["request"]["person"] == penny and e["request"]["reason"] == "retention expired"
             for e in erasures
         )
     with sqlite3.connect(server.data / "faceledger.db") as db:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,8 +92,21 @@ def check_search_args(top: int, max_fmr: float) -> None:
         raise InvalidArgument("max_fmr must be in (0, 1)")
 
 
-def candidates_json(candidates: Sequence[Candidate]) -> list[dict[str, Any]]:
+def candidates_json(
+    candidates: Sequence[Candidate], pseudonyms: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """Candidates as the ledger records them: persons by pseudonym, never by name."""
     return [
-        {"person": c.person, "face_id": c.face_id, "similarity": c.similarity, "fmr": c.fmr}
+        {
+            "person": None if c.person is None else pseudonyms.get(c.person, "p_unknown"),
+            "face_id": c.face_id,
+            "similarity": c.similarity,
+            "fmr": c.fmr,
+        }
         for c in candidates
     ]
+
+
+def candidate_names(groups: Iterable[Sequence[Candidate]]) -> set[str]:
+    """The person names among candidates (to look up their pseudonyms)."""
+    return {c.person for cands in groups for c in cands if c.person is not None}

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import threading
 import time
 from typing import Any
 
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from faceledger.service.work import abandon_on
+from faceledger.service.work import RequestGuard, abandon_on
 
 REQUESTS = Counter("faceledger_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("faceledger_request_seconds", "HTTP request latency", ["method", "route"])
@@ -103,9 +103,11 @@ class BodyLimit:
 class Timeout:
     """Answer 504 when a request takes longer than ``seconds``, and abandon its work.
 
-    The request runs under :func:`~faceledger.service.work.abandon_on`: once it has timed
-    out, any audited unit of work it started rolls back instead of committing, so a client
-    told "timeout" can rely on nothing having changed.
+    The request runs under a :class:`~faceledger.service.work.RequestGuard`: at the
+    deadline the guard decides between the timeout and the request's commit. If the work
+    had not begun to commit it is abandoned (it rolls back instead of committing) and the
+    client gets 504; if it had, its answer is awaited and sent. So a 504 always means that
+    nothing changed.
     """
 
     def __init__(self, app: ASGIApp, *, seconds: float) -> None:
@@ -124,16 +126,22 @@ class Timeout:
                 started = True
             await send(message)
 
-        abandoned = threading.Event()
+        guard = RequestGuard()
+        with abandon_on(guard):  # the task copies this context, threads it starts too
+            task = asyncio.ensure_future(self.app(scope, receive, tracking_send))
         try:
-            with abandon_on(abandoned):
-                await asyncio.wait_for(self.app(scope, receive, tracking_send), self.seconds)
+            await asyncio.wait_for(asyncio.shield(task), self.seconds)
+            return
         except TimeoutError:
-            abandoned.set()
-            if not started:
-                await _send_problem(
-                    send, 504, "timeout", f"request took longer than {self.seconds} s"
-                )
+            pass
+        if not guard.try_abandon():
+            await task  # it is committing: its answer, not a 504
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if not started:
+            await _send_problem(send, 504, "timeout", f"request took longer than {self.seconds} s")
 
 
 class Metrics:

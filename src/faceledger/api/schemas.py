@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -48,9 +48,21 @@ class PersonUpdate(BaseModel):
     retain_until: datetime | None = None
 
 
+class PersonMerge(BaseModel):
+    into: str = Field(
+        min_length=1, max_length=256, description="The person who receives every face."
+    )
+
+
+class FacesMove(BaseModel):
+    face_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(min_length=1, max_length=1000)
+    to: str = Field(min_length=1, max_length=256, description="The person who receives them.")
+
+
 class PersonPublic(Out):
     id: int
     name: str
+    pseudonym: str = Field(description="How the audit ledger names this person.")
     metadata: dict[str, Any]
     consent: str | None
     retain_until: datetime | None

@@ -1,124 +1,187 @@
-"""Video jobs: a queue of indexing jobs run one at a time on a background thread.
+"""Video jobs: indexing runs in the background, one job at a time, kept in the database.
 
-A failing job is marked failed and never stops the server. Uploads live under
-``DATA/tmp/`` and are deleted once indexed.
+A job's upload is moved to ``DATA/jobs/<id>.video`` when it is submitted and deleted when
+the job is done, cancelled or deleted (a failed or interrupted job keeps it, to be
+retried). Jobs survive a restart: a job that was running when the process died is
+marked ``interrupted``; queued jobs run once the server is back. A failing job is marked
+failed and never stops the server.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
+import os
 import threading
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+import uuid
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
 
-from faceledger.errors import FaceledgerError, InvalidArgument, NotFound
+from faceledger.errors import Conflict, FaceledgerError
 from faceledger.ledger.audit import Actor
 from faceledger.service.media import MediaOps
-from faceledger.video import IndexOptions, TextReader, VideoIndex
+from faceledger.store.jobs import JobRecord, JobStatus, JobStore
+
+if TYPE_CHECKING:
+    from faceledger.video import IndexOptions, TextReader
 
 log = logging.getLogger("faceledger.jobs")
-KEEP_FINISHED = 100
-JobStatus = Literal["queued", "running", "done", "failed"]
-_INDEX_JSON = TypeAdapter(VideoIndex)
+POLL_SECONDS = 1.0
+"""How often an idle runner looks for queued jobs (a submission wakes it at once)."""
+
+__all__ = ["JobRecord", "JobStatus", "VideoJobs"]
 
 
-@dataclass
-class Job:
-    """One video to index, and what became of it."""
-
-    id: str
-    key_id: str
-    collection: str
-    path: Path
-    options: IndexOptions
-    purpose: str | None
-    case_ref: str | None
-    actor: Actor
-    status: JobStatus = "queued"
-    progress: float = 0.0
-    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    finished_at: datetime | None = None
-    result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
+class _Cancelled(Exception):
+    pass
 
 
 class VideoJobs:
-    """Runs queued jobs one at a time; keeps the last finished ones to be polled."""
+    """Submits, runs and manages video jobs over one service."""
 
-    def __init__(self, service: MediaOps) -> None:
+    def __init__(self, service: MediaOps, *, start: bool = True) -> None:
         self.service = service
-        self._jobs: dict[str, Job] = {}
-        self._queue: queue.Queue[Job | None] = queue.Queue()
-        self._lock = threading.Lock()
+        self.store = JobStore(service.store.engine)
+        self.directory = service.settings.data / "jobs"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._wake = threading.Event()
         self._closing = threading.Event()
         self._text_reader: TextReader | None = None
+        for job_id in self.store.interrupt_running():
+            log.warning("video job %s was interrupted by a restart", job_id)
         self._thread = threading.Thread(
             target=self._work, name="faceledger-video-jobs", daemon=True
         )
-        self._thread.start()
+        if start:
+            self._thread.start()
 
-    def submit(self, job: Job) -> None:
-        """Queue a job (and forget the oldest finished jobs beyond the last 100)."""
-        with self._lock:
-            self._jobs[job.id] = job
-            finished = [j for j in self._jobs.values() if j.finished_at is not None]
-            for old in sorted(finished, key=lambda j: j.created_at)[:-KEEP_FINISHED]:
-                del self._jobs[old.id]
-        self._queue.put(job)
-
-    def get(self, job_id: str, *, key_id: str | None) -> Job:
-        """A job, if ``key_id`` submitted it (``None``: any job, for an administrator)."""
-        job = self._jobs.get(job_id)
-        if job is None or (key_id is not None and job.key_id != key_id):
-            raise NotFound(f"video job {job_id!r} not found")
+    # -- what the fronts call --------------------------------------------------------------
+    def submit(
+        self,
+        upload: Path,
+        *,
+        key_id: str,
+        collection: str,
+        options: IndexOptions,
+        purpose: str | None,
+        case_ref: str | None,
+        actor: Actor,
+    ) -> JobRecord:
+        """Queue ``upload`` (moved into the jobs folder) for indexing against ``collection``."""
+        self.service.check_video_request(collection, purpose)
+        job_id = uuid.uuid4().hex
+        path = self.directory / f"{job_id}.video"
+        os.replace(upload, path)
+        job = JobRecord(
+            id=job_id,
+            key_id=key_id,
+            collection=collection,
+            path=str(path),
+            options=asdict(options),
+            purpose=purpose,
+            case_ref=case_ref,
+            actor={"key_id": actor.key_id, "role": actor.role, "name": actor.name},
+        )
+        try:
+            self.store.add(job)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        self._wake.set()
         return job
 
+    def get(self, job_id: str, *, key_id: str | None) -> JobRecord:
+        """A job, if ``key_id`` submitted it (``None``: any job, for an administrator)."""
+        return self.store.get(job_id, key_id=key_id)
+
+    def list(self, *, key_id: str | None, offset: int = 0, limit: int = 100) -> list[JobRecord]:
+        return self.store.page(key_id=key_id, offset=offset, limit=limit)
+
+    def retry(self, job_id: str, *, key_id: str | None) -> JobRecord:
+        """Queue a failed or interrupted job again (its upload is still kept)."""
+        job = self.store.get(job_id, key_id=key_id)
+        if not Path(job.path).is_file():
+            raise Conflict(f"video job {job_id!r} no longer has its video: submit it again")
+        job = self.store.requeue(job_id, key_id=key_id)
+        self._wake.set()
+        return job
+
+    def cancel(self, job_id: str, *, key_id: str | None) -> JobRecord:
+        job = self.store.cancel(job_id, key_id=key_id)
+        Path(job.path).unlink(missing_ok=True)
+        return job
+
+    def delete(self, job_id: str, *, key_id: str | None) -> None:
+        job = self.store.delete(job_id, key_id=key_id)
+        Path(job.path).unlink(missing_ok=True)
+
     def close(self) -> None:
-        """Stop after the running job notices (it is failed as cancelled)."""
+        """Stop; a running job notices at its next frame and is left interrupted."""
         self._closing.set()
-        self._queue.put(None)
-        self._thread.join(timeout=30)
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
 
+    # -- the runner ------------------------------------------------------------------------
     def _work(self) -> None:
-        while (job := self._queue.get()) is not None:
-            job.status = "running"
-            outcome: JobStatus = "failed"
+        while not self._closing.is_set():
             try:
-                self._run(job)
-                outcome = "done"
-            except FaceledgerError as exc:
-                job.error = exc.to_dict()
-            except Exception:  # a job's failure must never reach the server
-                log.exception("video job %s failed", job.id)
-                job.error = {"code": "internal_error", "message": "indexing failed unexpectedly"}
-            finally:
-                job.path.unlink(missing_ok=True)
-            job.finished_at = datetime.now(UTC)
-            job.status = outcome
+                job = self.store.claim_next()
+            except FaceledgerError:
+                log.exception("cannot read the video job queue")
+                job = None
+            if job is None:
+                self._wake.wait(POLL_SECONDS)
+                self._wake.clear()
+                continue
+            self._run_one(job)
 
-    def _run(self, job: Job) -> None:
+    def _run_one(self, job: JobRecord) -> None:
+        status: JobStatus = "failed"
+        result: dict[str, Any] | None = None
+        error: dict[str, Any] | None = None
+        try:
+            result, error = self._index(job)
+            status = "done"
+        except _Cancelled:
+            if self._closing.is_set():  # left for the next start to mark interrupted
+                return
+            return  # cancelled through the API: already recorded
+        except FaceledgerError as exc:
+            error = exc.to_dict()
+        except Exception:  # a job's failure must never reach the server
+            log.exception("video job %s failed", job.id)
+            error = {"code": "internal_error", "message": "indexing failed unexpectedly"}
+        self.store.finish(job.id, status, result=result, error=error)
+        if status == "done":
+            Path(job.path).unlink(missing_ok=True)
+
+    def _index(self, job: JobRecord) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        from faceledger.video import IndexOptions, TextReader, VideoIndex
+
+        last = [0.0]
+
         def progress(done: int, total: int) -> None:
-            if self._closing.is_set():
-                raise InvalidArgument("the server is shutting down; the job was cancelled")
-            job.progress = round(100.0 * done / max(total, 1), 1)
+            if self._closing.is_set() or self.store.status(job.id) == "cancelled":
+                raise _Cancelled
+            percent = round(100.0 * done / max(total, 1), 1)
+            if percent - last[0] >= 1.0:
+                last[0] = percent
+                self.store.set_progress(job.id, percent)
 
-        if job.options.ocr and self._text_reader is None:
+        options = IndexOptions(**job.options)
+        if options.ocr and self._text_reader is None:
             self._text_reader = TextReader()
         index = self.service.index_video(
             job.collection,
             job.path,
-            options=job.options,
+            options=options,
             purpose=job.purpose,
             case_ref=job.case_ref,
-            actor=job.actor,
+            actor=Actor(**job.actor),
             progress=progress,
             text_reader=self._text_reader,
         )
-        job.result = _INDEX_JSON.dump_python(index, mode="json")
-        job.error = index.error
-        job.progress = 100.0
+        return TypeAdapter(VideoIndex).dump_python(index, mode="json"), index.error

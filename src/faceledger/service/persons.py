@@ -51,9 +51,9 @@ class PersonOps(ServiceCore):
         retain_until: datetime | None = None,
         actor: Actor = LOCAL_ACTOR,
     ) -> PersonRecord:
-        request = {"person": name, "consent": consent}
+        request = {"consent": consent}
         with self.audited(actor, "person.create", collection=collection, request=request) as work:
-            return self.store.create_person(
+            person = self.store.create_person(
                 collection,
                 name,
                 consent=consent,
@@ -61,6 +61,8 @@ class PersonOps(ServiceCore):
                 retain_until=retain_until,
                 tx=work.tx,
             )
+            work.request["person"] = person.pseudonym
+            return person
 
     def update_person(
         self,
@@ -84,10 +86,9 @@ class PersonOps(ServiceCore):
             )
             if v is not None
         ]
-        request: dict[str, Any] = {"person": name, "changed": changed}
-        if new_name is not None:
-            request["new_name"] = new_name
+        request: dict[str, Any] = {"changed": changed}
         with self.audited(actor, "person.update", collection=collection, request=request) as work:
+            work.request["person"] = work.pseudonym(collection, name)
             return self.store.update_person(
                 collection,
                 name,
@@ -104,8 +105,9 @@ class PersonOps(ServiceCore):
         """Move every face of ``source`` to ``into`` and remove ``source`` (one audited change)."""
         if source == into:
             raise InvalidArgument("a person cannot be merged into themselves")
-        request = {"person": source, "into": into}
-        with self.audited(actor, "person.merge", collection=collection, request=request) as work:
+        with self.audited(actor, "person.merge", collection=collection) as work:
+            ids = work.pseudonyms(collection, [source, into])
+            work.request.update(person=ids.get(source), into=ids.get(into))
             moved = self.store.move_faces(collection, into, person=source, tx=work.tx)
             self.store.delete_person(collection, source, tx=work.tx)
             work.result["faces_moved"] = moved
@@ -118,8 +120,9 @@ class PersonOps(ServiceCore):
         ids = [int(i) for i in face_ids]
         if not ids:
             raise InvalidArgument("no faces to move")
-        request = {"face_ids": ids, "to": to}
+        request = {"face_ids": ids}
         with self.audited(actor, "face.move", collection=collection, request=request) as work:
+            work.request["to"] = work.pseudonym(collection, to)
             self.store.move_faces(collection, to, face_ids=ids, tx=work.tx)
             return self.store.get_person(collection, to, tx=work.tx)
 
@@ -127,8 +130,9 @@ class PersonOps(ServiceCore):
         self, collection: str, name: str, *, reason: str = "request", actor: Actor = LOCAL_ACTOR
     ) -> int:
         """Erase a person now: rows, embeddings and index entries. Returns faces erased."""
-        request = {"person": name, "reason": reason}
+        request = {"reason": reason}
         with self.audited(actor, "person.delete", collection=collection, request=request) as work:
+            work.request["person"] = work.pseudonym(collection, name)
             erased = self.store.delete_person(collection, name, tx=work.tx)
             work.result["faces"] = erased
             return erased
@@ -142,8 +146,8 @@ class PersonOps(ServiceCore):
         self, collection: str, name: str, *, actor: Actor = LOCAL_ACTOR
     ) -> PersonExport:
         """Everything stored about a person (subject access request); the export is audited."""
-        request = {"person": name}
-        with self.audited(actor, "person.export", collection=collection, request=request):
+        with self.audited(actor, "person.export", collection=collection) as work:
+            work.request["person"] = work.pseudonym(collection, name)
             return PersonExport(
                 self.store.get_person(collection, name), self.store.list_faces(collection, name)
             )
@@ -227,7 +231,7 @@ class PersonOps(ServiceCore):
             outcomes.append(None)
         if not accepted:
             return [o for o in outcomes if o is not None]
-        request = {"person": person, "images": len(images), "consent": consent}
+        request = {"images": len(images), "consent": consent}
         with self.audited(actor, "face.enroll", collection=collection, request=request) as work:
             if not allow_duplicates:
                 known = self.store.enrolled_hashes(collection, person, tx=work.tx)
@@ -257,8 +261,10 @@ class PersonOps(ServiceCore):
                     consent=consent,
                     tx=work.tx,
                 )
-            work.result["sources"] = [names[i] for i, _, _ in accepted]
+            # File names can carry a person's name: the ledger keeps image hashes instead.
+            work.result["images_sha256"] = [new.image_sha256 for _, new, _ in accepted]
             work.result["face_ids"] = ids
+            work.request["person"] = work.pseudonym(collection, person)
         for (i, _, grade), fid in zip(accepted, ids, strict=True):
             outcomes[i] = EnrolledImage(names[i], face_id=fid, quality=grade, faces_in_image=1)
         return [o for o in outcomes if o is not None]

@@ -14,6 +14,7 @@ from faceledger.results import (
     FaceResult,
     GroupedFace,
     GroupResult,
+    candidate_names,
     candidates_json,
     check_search_args,
     image_sha256,
@@ -78,7 +79,8 @@ class SearchOps(ServiceCore):
                 aggregate=aggregate,
             )
             results = [FaceResult(f, c) for f, c in zip(faces, ranked, strict=True)]
-            work.result["faces"] = [candidates_json(r.candidates) for r in results]
+            ids = work.pseudonyms(collection, candidate_names(ranked))
+            work.result["faces"] = [candidates_json(r.candidates, ids) for r in results]
             return results
 
     def identify_embeddings(
@@ -115,7 +117,8 @@ class SearchOps(ServiceCore):
             ranked = operations.identify(
                 self.store, col, queries, engine.pack.require_calibration(), top=top, max_fmr=fmr
             )
-            work.result["queries"] = [candidates_json(c) for c in ranked]
+            ids = work.pseudonyms(collection, candidate_names(ranked))
+            work.result["queries"] = [candidates_json(c, ids) for c in ranked]
             return ranked
 
     def similar(
@@ -156,7 +159,8 @@ class SearchOps(ServiceCore):
                 top=top,
                 max_fmr=fmr,
             )
-            work.result["faces"] = candidates_json(found)
+            ids = work.pseudonyms(collection, candidate_names([found]))
+            work.result["faces"] = candidates_json(found, ids)
             return FaceResult(face, found)
 
     def verify(
@@ -182,8 +186,9 @@ class SearchOps(ServiceCore):
             purpose=purpose,
             case_ref=case_ref,
             image_sha256=image_sha256(image),
-            request={"person": person, "max_fmr": fmr},
+            request={"max_fmr": fmr},
         ) as work:
+            work.request["person"] = work.pseudonym(collection, person)
             face = engine.embed_largest(image)
             _, gallery = self.store.face_embeddings(collection, person)
             match = operations.verify_person(
@@ -286,8 +291,9 @@ class SearchOps(ServiceCore):
                 {r.person for g in result.groups for r in g if r.person}
                 | {r.person for r in result.messy_group if r.person}
             )
-            if disclosed:
-                work.result["persons_disclosed"] = disclosed
+            if disclosed and collection is not None:  # only a collection's faces have names
+                known = work.pseudonyms(collection, disclosed)
+                work.result["persons_disclosed"] = [known[p] for p in disclosed]
             return result
 
 

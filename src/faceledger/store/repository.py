@@ -8,6 +8,7 @@ behind and a crash after commit is repaired from the log on the next open.
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from faceledger.errors import Conflict, InvalidArgument, LimitExceeded, NotFound
 from faceledger.index import SearchResult
 from faceledger.store.db import flush_log, open_database, read_transaction, write_transaction
+from faceledger.store.jobs import redact_collection, redact_person
 from faceledger.store.schema import collections, faces, persons, vector_changes
 from faceledger.store.vectors import SAVE_EVERY, CollectionIndex
 from faceledger.types import FloatArray
@@ -78,6 +80,8 @@ class PersonRecord:
     retain_until: datetime | None
     created_at: datetime
     face_count: int = 0
+    pseudonym: str = ""
+    """How the audit ledger names this person (random; gone with the person)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +222,7 @@ class Store:
             conn.execute(delete(persons).where(persons.c.collection_id == col.id))
             conn.execute(delete(vector_changes).where(vector_changes.c.collection_id == col.id))
             conn.execute(delete(collections).where(collections.c.id == col.id))
+            redact_collection(conn, col.name)
             t.after_commit(lambda: self._drop_index(col))
             t.after_commit(self._flush_log)
 
@@ -271,6 +276,7 @@ class Store:
                         consent=consent,
                         retain_until=retain_until,
                         created_at=now(),
+                        pseudonym=new_pseudonym(),
                     )
                 )
             except IntegrityError:
@@ -283,6 +289,26 @@ class Store:
             col = _collection_row(conn, collection)
             row = _person_row(conn, col.id, name)
             return _person(row, col.name, _face_count(conn, row.id))
+
+    def pseudonyms(
+        self, collection: str, names: Sequence[str], *, tx: Tx | None = None
+    ) -> dict[str, str]:
+        """``name -> pseudonym`` of the named persons that exist (as seen by ``tx``)."""
+        wanted = sorted(set(names))
+        if not wanted:
+            return {}
+        out: dict[str, str] = {}
+        with self._read(tx) as conn:
+            col = _collection_row(conn, collection)
+            for lo in range(0, len(wanted), 500):
+                rows = conn.execute(
+                    select(persons.c.name, persons.c.pseudonym).where(
+                        persons.c.collection_id == col.id,
+                        persons.c.name.in_(wanted[lo : lo + 500]),
+                    )
+                ).all()
+                out.update({str(r[0]): str(r[1]) for r in rows})
+        return out
 
     def enrolled_hashes(self, collection: str, person: str, *, tx: Tx | None = None) -> set[str]:
         """SHA-256 of every image enrolled for a person (none if the person does not exist)."""
@@ -391,7 +417,8 @@ class Store:
             )
 
     def delete_person(self, collection: str, name: str, *, tx: Tx | None = None) -> int:
-        """Erase a person and all their faces from database and index at once.
+        """Erase a person and all their faces from database and index at once, and their
+        name and thumbnails from stored video job results.
 
         Returns the number of faces erased.
         """
@@ -400,6 +427,7 @@ class Store:
             row = _person_row(t.conn, col.id, name)
             removed = self._delete_faces(t, col, faces.c.person_id == row.id)
             t.conn.execute(delete(persons).where(persons.c.id == row.id))
+            redact_person(t.conn, col.name, name)
         return int(removed.size)
 
     def expired_persons(self, at: datetime | None = None) -> list[PersonRecord]:
@@ -576,6 +604,7 @@ class Store:
                     "metadata": {},
                     "consent": consent,
                     "created_at": created,
+                    "pseudonym": new_pseudonym(),
                 }
                 for n in missing
             ]
@@ -674,6 +703,11 @@ class Store:
             log.warning("the database log could not be emptied after an erasure (busy readers)")
 
 
+def new_pseudonym() -> str:
+    """A fresh random person id for the ledger (64 bits: unlinkable to the name)."""
+    return f"p_{secrets.token_hex(8)}"
+
+
 def _check_name(name: str, what: str) -> None:
     if not name or len(name) > 256 or name != name.strip() or "/" in name:
         raise InvalidArgument(
@@ -757,6 +791,7 @@ def _person(row: Row[Any], collection: str, face_count: int = 0) -> PersonRecord
         retain_until=_aware(m["retain_until"]),
         created_at=_aware(m["created_at"]) or now(),
         face_count=face_count,
+        pseudonym=m["pseudonym"] or "",
     )
 
 

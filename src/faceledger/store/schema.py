@@ -9,6 +9,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -48,8 +49,11 @@ persons = Table(
     Column("consent", Text, nullable=True),
     Column("retain_until", DateTime(timezone=True), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # The ledger names a person only by this random id; erasing the row unlinks them.
+    Column("pseudonym", String(40), nullable=True),
     UniqueConstraint("collection_id", "name", name="uq_person_name"),
     Index("ix_persons_retain_until", "retain_until"),
+    Index("ix_persons_pseudonym", "pseudonym", unique=True),
 )
 
 faces = Table(
@@ -84,6 +88,27 @@ vector_changes = Table(
     Column("op", String(1), nullable=False),  # "a" added, "d" deleted
     Index("ix_vector_changes_collection_seq", "collection_id", "seq"),
     sqlite_autoincrement=True,
+)
+
+# Video indexing jobs: queued, running, done or failed; kept across restarts.
+video_jobs = Table(
+    "video_jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("key_id", String(64), nullable=False),
+    Column("collection", String(128), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("options", JSON, nullable=False),
+    Column("purpose", Text, nullable=True),
+    Column("case_ref", String(256), nullable=True),
+    Column("actor", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("progress", Float, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("result", JSON, nullable=True),
+    Column("error", JSON, nullable=True),
+    Index("ix_video_jobs_status", "status", "created_at"),
 )
 
 # -- the audit ledger and API keys (used by faceledger.ledger) -------------------------

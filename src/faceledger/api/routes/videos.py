@@ -1,15 +1,16 @@
 """Video indexing as asynchronous jobs: upload a video, then poll the job for its index.
 
-The jobs themselves run in the service layer (:mod:`faceledger.service.jobs`); this
-module only receives uploads (under ``DATA/tmp/``) and shows jobs.
+The jobs themselves run, and are kept, in the service layer (:mod:`faceledger.service.jobs`);
+this module only receives uploads (under ``DATA/tmp/`` until accepted) and shows, retries,
+cancels and deletes jobs.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-import uuid
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,8 +21,8 @@ from starlette.datastructures import UploadFile
 
 from faceledger.api.deps import SearcherKey, ServiceDep, actor_of
 from faceledger.errors import InvalidArgument
-from faceledger.ledger.keys import Role
-from faceledger.service.jobs import Job, JobStatus, VideoJobs
+from faceledger.ledger.keys import ApiKey, Role
+from faceledger.service.jobs import JobRecord, JobStatus, VideoJobs
 from faceledger.video import IndexOptions
 
 JOB_TIME_BUDGET = 1800.0
@@ -68,7 +69,7 @@ class JobPublic(BaseModel):
 router = APIRouter(tags=["videos"])
 
 
-def _public(job: Job) -> JobPublic:
+def _public(job: JobRecord) -> JobPublic:
     return JobPublic(
         job=job.id,
         status=job.status,
@@ -79,6 +80,16 @@ def _public(job: Job) -> JobPublic:
         result=job.result,
         error=job.error,
     )
+
+
+def _jobs(request: Request) -> VideoJobs:
+    jobs: VideoJobs = request.app.state.video_jobs
+    return jobs
+
+
+def _owner(key: ApiKey) -> str | None:
+    """Whose jobs a key sees: its own, or every job for an administrator."""
+    return None if key.role == Role.ADMIN else key.id
 
 
 async def _save_upload(request: Request, directory: Path) -> Path:
@@ -128,28 +139,55 @@ async def submit_video(
     """Queue a video for indexing (raw body or multipart field ``video``); poll the job."""
     await run_in_threadpool(service.check_video_request, collection, purpose)
     path = await _save_upload(request, service.settings.data / "tmp")
-    job = Job(
-        id=uuid.uuid4().hex,
-        key_id=key.id,
-        collection=collection,
-        path=path,
-        options=IndexOptions(
-            fps=None if every_frame else fps,
-            ocr=ocr,
-            max_fmr=max_fmr,
-            time_budget=JOB_TIME_BUDGET,
-        ),
-        purpose=purpose,
-        case_ref=case,
-        actor=actor_of(key),
+    options = IndexOptions(
+        fps=None if every_frame else fps, ocr=ocr, max_fmr=max_fmr, time_budget=JOB_TIME_BUDGET
     )
-    jobs: VideoJobs = request.app.state.video_jobs
-    jobs.submit(job)
+    job = await run_in_threadpool(
+        partial(
+            _jobs(request).submit,
+            path,
+            key_id=key.id,
+            collection=collection,
+            options=options,
+            purpose=purpose,
+            case_ref=case,
+            actor=actor_of(key),
+        )
+    )
     return JobAccepted(job=job.id)
+
+
+@router.get("/v1/videos", response_model=list[JobPublic])
+def list_video_jobs(
+    request: Request,
+    key: SearcherKey,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[JobPublic]:
+    """Video jobs, newest first: the key's own (every job for an admin)."""
+    jobs = _jobs(request).list(key_id=_owner(key), offset=offset, limit=limit)
+    return [_public(j) for j in jobs]
 
 
 @router.get("/v1/videos/{job}", response_model=JobPublic)
 def get_video_job(job: str, request: Request, key: SearcherKey) -> JobPublic:
     """A video job: status, progress percentage, and the index or the error."""
-    jobs: VideoJobs = request.app.state.video_jobs
-    return _public(jobs.get(job, key_id=None if key.role == Role.ADMIN else key.id))
+    return _public(_jobs(request).get(job, key_id=_owner(key)))
+
+
+@router.post("/v1/videos/{job}/retry", response_model=JobPublic)
+def retry_video_job(job: str, request: Request, key: SearcherKey) -> JobPublic:
+    """Queue a failed or interrupted job again."""
+    return _public(_jobs(request).retry(job, key_id=_owner(key)))
+
+
+@router.post("/v1/videos/{job}/cancel", response_model=JobPublic)
+def cancel_video_job(job: str, request: Request, key: SearcherKey) -> JobPublic:
+    """Cancel a queued or running job (a running one stops at its next frame)."""
+    return _public(_jobs(request).cancel(job, key_id=_owner(key)))
+
+
+@router.delete("/v1/videos/{job}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_video_job(job: str, request: Request, key: SearcherKey) -> None:
+    """Delete a job that is not running, with its result and its video."""
+    _jobs(request).delete(job, key_id=_owner(key))
