@@ -29,9 +29,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from alembic import command
+from alembic.config import Config
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine
 from typer.testing import CliRunner
 
 from faceledger.api.app import ADMIN_KEY_FILE, create_app
@@ -39,6 +42,7 @@ from faceledger.cli.main import app as cli_app
 from faceledger.config import Settings
 from faceledger.ledger.keys import Role
 from faceledger.service import FaceService, local_actor
+from faceledger.store.db import MIGRATIONS
 
 AMY = "faceapi_bbt/identities/amy"
 
@@ -620,3 +624,55 @@ def test_proof_endpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         metrics = client.get("/metrics", headers=headers).text
         assert "faceledger_witness_undelivered_checkpoints{" in metrics
         assert client.get("/v1/audit/verify", headers=headers).json()["ok"]
+
+
+# -- migration and key rotation ---------------------------------------------------------------
+
+
+def test_a_ledger_from_before_checkpoints_is_signed_at_first_open(tmp_path: Path) -> None:
+    """A database of revision 0002 (before checkpoints) holding entries: the migration keeps
+    them as they are, and the first open signs a checkpoint covering all of them."""
+    svc = FaceService(Settings(data=tmp_path / "a"))
+    for name in "abcde":
+        svc.create_key(Role.AUDITOR, name=name, actor=local_actor())
+    svc.close()
+    old = tmp_path / "old"
+    old.mkdir()
+    engine = create_engine(f"sqlite:///{old / 'faceledger.db'}")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0002")
+    engine.dispose()
+    with sqlite3.connect(old / "faceledger.db") as db:
+        db.execute("attach ? as a", (str(tmp_path / "a" / "faceledger.db"),))
+        db.execute("insert into audit_log select * from a.audit_log")
+    db.close()
+    for name in ("ledger.key", "ledger.head"):
+        shutil.copy(tmp_path / "a" / name, old / name)
+    svc = FaceService(Settings(data=old))
+    try:
+        latest = svc.ledger.latest_checkpoint()
+        assert latest.size == 5 == svc.ledger.count()
+        assert svc.ledger.verify()["ok"]
+    finally:
+        svc.close()
+
+
+def test_a_new_signing_key_signs_the_whole_ledger_anew(tmp_path: Path) -> None:
+    svc = FaceService(Settings(data=tmp_path / "d"))
+    svc.create_key(Role.AUDITOR, name="a", actor=local_actor())
+    old = svc.ledger.public_key
+    svc.close()
+    (tmp_path / "d" / "ledger-signing.key").unlink()
+    svc = FaceService(Settings(data=tmp_path / "d"))
+    try:
+        svc.create_key(Role.AUDITOR, name="b", actor=local_actor())
+        record = svc.ledger.checkpoint()
+        assert svc.ledger.public_key.key_id != old.key_id
+        assert record.checkpoint.origin == svc.ledger.public_key.origin and record.size == 2
+        _, root = check_note(record.checkpoint.note, svc.ledger.public_key.pem)
+        assert root == mth([entry_leaf(dict(e)) for e in svc.ledger.iter_all()])
+    finally:
+        svc.close()
