@@ -37,10 +37,11 @@ def _read_public_key(path: Path) -> PublicKey:
 @fail_cleanly
 def audit_verify(
     public_key: Annotated[
-        Path | None,
+        list[Path] | None,
         typer.Option(
             "--public-key",
-            help="The ledger's public key (PEM or note vkey): verify offline, with no secret.",
+            help="The ledger's public key (PEM or note vkey): verify offline, with no secret. "
+            "Repeat it for the keys of earlier checkpoints after a key change.",
         ),
     ] = None,
     checkpoint: Annotated[
@@ -58,20 +59,20 @@ def audit_verify(
     json_out: JsonOpt = False,
 ) -> None:
     """Check the ledger: chain, signed checkpoints and head; exit 1 on any problem."""
-    if public_key is None:
+    if not public_key:
         if export is not None or checkpoint:
             raise InvalidArgument("--export and --checkpoint need --public-key")
         with open_service() as svc:
             report = svc.ledger.verify()
     else:
-        key = _read_public_key(public_key)
+        keys = [_read_public_key(p) for p in public_key]
         if export is not None and data is not None:
             raise InvalidArgument("give --export or --data, not both")
         if export is not None:
-            result = verify_export(export, public=key, checkpoints=checkpoint or [])
+            result = verify_export(export, public=keys, checkpoints=checkpoint or [])
         else:
             folder = data or data_dir() or Settings().data
-            result = verify_data_dir(folder, public=key, checkpoints=checkpoint or [])
+            result = verify_data_dir(folder, public=keys, checkpoints=checkpoint or [])
         report = result.to_dict()
     if json_out:
         emit(report)

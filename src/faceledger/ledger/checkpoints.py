@@ -136,33 +136,44 @@ class Checkpointer:
             StoreError: an entry since the last checkpoint fails its checks, or the stored
                 last checkpoint does not match its own signature: nothing is signed.
         """
-        with self._sign_lock, write_transaction(self._engine) as conn:
-            size, frontier, prev = self._base(conn)
-            leaves: list[bytes] = []
-            rows = conn.execute(
-                select(audit_log).where(audit_log.c.seq > size).order_by(audit_log.c.seq)
-            )
-            for row in rows:
-                values = dict(row._mapping)
-                self._refuse_unless_valid(values, size + len(leaves) + 1, prev)
-                leaves.append(leaf_hash(bytes.fromhex(values["entry_hash"])))
-                prev = values["entry_hash"]
+        with self._sign_lock:
+            # Checked and hashed in a read snapshot: writers are not held up meanwhile.
+            with read_transaction(self._engine) as conn:
+                size, frontier, prev = self._base(conn)
+                leaves: list[bytes] = []
+                rows = conn.execute(
+                    select(audit_log).where(audit_log.c.seq > size).order_by(audit_log.c.seq)
+                )
+                for row in rows:
+                    values = dict(row._mapping)
+                    self._refuse_unless_valid(values, size + len(leaves) + 1, prev)
+                    leaves.append(leaf_hash(bytes.fromhex(values["entry_hash"])))
+                    prev = values["entry_hash"]
             frontier = extend_frontier(frontier, size, leaves)
             size += len(leaves)
             root = root_from_frontier(frontier)
             cp = self._signer.sign_checkpoint(size, root, timestamp_ns=time.time_ns())
             ts = cp.time.isoformat(timespec="microseconds")
-            conn.execute(
-                insert(audit_checkpoints).values(
-                    tree_size=size,
-                    root_hash=root.hex(),
-                    ts=ts,
-                    key_id=cp.key_id,
-                    note=cp.note,
-                    frontier="".join(h.hex() for h in frontier),
+            with write_transaction(self._engine) as conn:
+                newest = conn.execute(
+                    select(audit_checkpoints)
+                    .where(audit_checkpoints.c.key_id == cp.key_id)
+                    .order_by(audit_checkpoints.c.tree_size.desc(), audit_checkpoints.c.id.desc())
+                    .limit(1)
+                ).first()
+                if newest is not None and newest.tree_size > size:
+                    return _record(newest)  # another process signed a larger tree meanwhile
+                conn.execute(
+                    insert(audit_checkpoints).values(
+                        tree_size=size,
+                        root_hash=root.hex(),
+                        ts=ts,
+                        key_id=cp.key_id,
+                        note=cp.note,
+                        frontier="".join(h.hex() for h in frontier),
+                    )
                 )
-            )
-            row_id = conn.scalar(select(func.max(audit_checkpoints.c.id)))
+                row_id = conn.scalar(select(func.max(audit_checkpoints.c.id)))
         return CheckpointRecord(int(row_id or 0), ts, cp)
 
     def _base(self, conn: Connection) -> tuple[int, list[bytes], str]:

@@ -33,7 +33,13 @@ from typing import Any
 from faceledger.errors import InvalidArgument
 from faceledger.ledger.entries import GENESIS, canonical
 from faceledger.ledger.merkle import MerkleTree, leaf_hash, verify_consistency
-from faceledger.ledger.notes import Checkpoint, CheckpointError, PublicKey, verify_note
+from faceledger.ledger.notes import (
+    Checkpoint,
+    CheckpointError,
+    PublicKey,
+    read_checkpoint,
+    verify_note,
+)
 from faceledger.ledger.witnesses import read_checkpoint_notes
 
 MAX_PROBLEMS = 50
@@ -59,6 +65,8 @@ class Report:
     """Size of the largest valid checkpoint."""
     uncovered: int = 0
     """Entries after the largest checkpoint: valid, but no signature vouches for them yet."""
+    other_keys: int = 0
+    """Checkpoints of an earlier signing key, not checked (the operator's check only)."""
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -107,19 +115,37 @@ def check_chain(entries: Iterable[Mapping[str, Any]], report: Report) -> MerkleT
 
 
 def check_checkpoints(
-    tree: MerkleTree, notes: Iterable[tuple[str, str]], public: PublicKey, report: Report
+    tree: MerkleTree,
+    notes: Iterable[tuple[str, str]],
+    keys: PublicKey | Sequence[PublicKey],
+    report: Report,
+    *,
+    skip_other_keys: bool = False,
 ) -> None:
-    """Check each ``(source, note)``: signed by ``public``, and extended by ``tree``."""
-    seen: set[tuple[int, bytes]] = set()
+    """Check each ``(source, note)``: signed by one of ``keys``, and extended by ``tree``.
+
+    A checkpoint of a log whose key is not given is a problem, or with ``skip_other_keys``
+    (the operator's check after a key change) only counted in ``other_keys``.
+    """
+    by_origin = {k.origin: k for k in ([keys] if isinstance(keys, PublicKey) else keys)}
+    seen: set[tuple[str, int, bytes]] = set()
     for source, note in notes:
         try:
-            cp = verify_note(note, public)
+            origin = read_checkpoint(note).origin
+            key = by_origin.get(origin)
+            if key is None and skip_other_keys:
+                report.other_keys += 1
+                continue
+            if key is None:
+                report.add(f"{source}: a checkpoint of log {origin!r}, whose key was not given")
+                continue
+            cp = verify_note(note, key)
         except CheckpointError as exc:
             report.add(f"{source}: {exc.message}")
             continue
-        if (cp.size, cp.root) in seen:
+        if (cp.origin, cp.size, cp.root) in seen:
             continue
-        seen.add((cp.size, cp.root))
+        seen.add((cp.origin, cp.size, cp.root))
         report.checkpoints += 1
         report.latest_checkpoint = max(report.latest_checkpoint, cp.size)
         report.uncovered = max(0, tree.size - report.latest_checkpoint)
@@ -195,26 +221,19 @@ def _connect_read_only(db: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{db}?mode=ro", uri=True)
 
 
-def read_database(db: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Entries (in ``seq`` order) and stored checkpoint notes of a database, opened read-only."""
-    conn = _connect_read_only(db)
+def _database_entries(conn: sqlite3.Connection) -> Iterator[dict[str, Any]]:
+    for row in conn.execute("SELECT * FROM audit_log ORDER BY seq"):
+        values = dict(row)
+        values["request"] = json.loads(values["request"])
+        values["result"] = json.loads(values["result"])
+        yield values
+
+
+def _database_notes(conn: sqlite3.Connection) -> list[str]:
     try:
-        conn.row_factory = sqlite3.Row
-        entries = []
-        for row in conn.execute("SELECT * FROM audit_log ORDER BY seq"):
-            values = dict(row)
-            values["request"] = json.loads(values["request"])
-            values["result"] = json.loads(values["result"])
-            entries.append(values)
-        try:
-            notes = [r[0] for r in conn.execute("SELECT note FROM audit_checkpoints ORDER BY id")]
-        except sqlite3.OperationalError:  # a database from before checkpoints
-            notes = []
-    except sqlite3.Error as exc:
-        raise InvalidArgument(f"cannot read the ledger in {db}: {exc}") from exc
-    finally:
-        conn.close()
-    return entries, notes
+        return [r[0] for r in conn.execute("SELECT note FROM audit_checkpoints ORDER BY id")]
+    except sqlite3.OperationalError:  # a database from before checkpoints
+        return []
 
 
 def read_head(path: Path) -> Head | None:
@@ -231,7 +250,9 @@ def witnessed_notes(files: Sequence[Path]) -> list[tuple[str, str]]:
     return [(str(f), note) for f in files for note in read_checkpoint_notes(f)]
 
 
-def verify_export(export: Path, *, public: PublicKey, checkpoints: Sequence[Path]) -> Report:
+def verify_export(
+    export: Path, *, public: PublicKey | Sequence[PublicKey], checkpoints: Sequence[Path]
+) -> Report:
     """Verify a JSON Lines export against witnessed checkpoints (no head file exists)."""
     report = Report()
     tree = check_chain(read_export(export), report)
@@ -239,13 +260,28 @@ def verify_export(export: Path, *, public: PublicKey, checkpoints: Sequence[Path
     return report
 
 
-def verify_data_dir(data: Path, *, public: PublicKey, checkpoints: Sequence[Path]) -> Report:
-    """Verify a data folder read-only: its entries, head, own and witnessed checkpoints."""
+def verify_data_dir(
+    data: Path, *, public: PublicKey | Sequence[PublicKey], checkpoints: Sequence[Path]
+) -> Report:
+    """Verify a data folder read-only: its entries, head, own and witnessed checkpoints.
+
+    Entries are streamed from the database (memory: the Merkle tree, 64 bytes each).
+
+    Raises:
+        InvalidArgument: no database there, or its ledger cannot be read.
+    """
     from faceledger.store.db import DB_FILE
 
-    entries, stored = read_database(data / DB_FILE)
     report = Report()
-    tree = check_chain(entries, report)
+    conn = _connect_read_only(data / DB_FILE)
+    conn.row_factory = sqlite3.Row
+    try:
+        stored = _database_notes(conn)
+        tree = check_chain(_database_entries(conn), report)
+    except sqlite3.Error as exc:
+        raise InvalidArgument(f"cannot read the ledger in {data / DB_FILE}: {exc}") from exc
+    finally:
+        conn.close()
     notes = witnessed_notes(checkpoints) + [("database checkpoint", n) for n in stored]
     check_checkpoints(tree, notes, public, report)
     check_head(tree, read_head(data / "ledger.head"), report)
