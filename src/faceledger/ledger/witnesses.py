@@ -10,7 +10,9 @@ database can be shown not to extend it. Two kinds, chosen by the operator:
 
 Delivery state lives in the ``audit_witnesses`` table: for each witness the id of the
 last checkpoint it took. Undelivered checkpoints are retried in order until they are
-taken; nothing is dropped.
+taken; nothing is dropped. Delivery is at least once: after a partial failure, or two
+processes delivering at the same moment, a witness may receive a checkpoint twice
+(verification ignores repeats).
 """
 
 from __future__ import annotations
