@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import httpx
 import pytest
 from alembic import command
 from alembic.config import Config
@@ -43,6 +44,7 @@ from faceledger.config import Settings
 from faceledger.ledger.keys import Role
 from faceledger.service import FaceService, local_actor
 from faceledger.store.db import MIGRATIONS
+from tests.test_api import start_server, stop_server
 
 AMY = "faceapi_bbt/identities/amy"
 
@@ -249,6 +251,13 @@ def auditor_verify(folder: Folder, *, data: bool = False) -> dict[str, Any]:
     return report
 
 
+def auditor_verify_copy(folder: Folder) -> dict[str, Any]:
+    """:func:`auditor_verify` on a copy, leaving ``folder`` (and its key) as it was."""
+    copy = Folder(folder.root.parent / "untouched" / "copy")
+    shutil.copytree(folder.root, copy.root)
+    return auditor_verify(copy)
+
+
 def problems(report: dict[str, Any]) -> str:
     return "\n".join(f"{p['seq']}: {p['problem']}" for p in report["problems"])
 
@@ -275,16 +284,19 @@ def row(folder: Folder, seq: int) -> tuple[Any, ...]:
 # -- the attacks ------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_an_untouched_ledger_verifies_offline(folder: Folder) -> None:
     report = auditor_verify(folder)
     assert report["ok"] and report["entries"] == 9 and report["uncovered"] == 0, report
 
 
+@pytest.mark.integration
 def test_an_untouched_data_folder_verifies_offline(folder: Folder) -> None:
     report = auditor_verify(folder, data=True)
     assert report["ok"] and report["checkpoints"] >= 2, report
 
 
+@pytest.mark.integration
 def test_an_edited_entry_is_reported(folder: Folder) -> None:
     tamper(folder, ("update audit_log set purpose='nothing to see' where seq=4", ()))
     report = auditor_verify(folder)
@@ -293,6 +305,7 @@ def test_an_edited_entry_is_reported(folder: Folder) -> None:
     assert "does not extend the checkpoint" in problems(report)
 
 
+@pytest.mark.integration
 def test_a_deleted_entry_is_reported(folder: Folder) -> None:
     tamper(folder, ("delete from audit_log where seq=5", ()))
     report = auditor_verify(folder)
@@ -300,6 +313,7 @@ def test_a_deleted_entry_is_reported(folder: Folder) -> None:
     assert "expected entry 5" in problems(report) and "does not extend" in problems(report)
 
 
+@pytest.mark.integration
 def test_swapped_entries_are_reported(folder: Folder) -> None:
     a, b = row(folder, 4), row(folder, 5)
     sets = ", ".join(f"{c.strip()}=?" for c in (COLS + ", prev_hash, entry_hash, seal").split(","))
@@ -312,6 +326,7 @@ def test_swapped_entries_are_reported(folder: Folder) -> None:
     assert not report["ok"] and "chain broken" in problems(report)
 
 
+@pytest.mark.integration
 def test_an_inserted_entry_is_reported(folder: Folder) -> None:
     """A forged search slipped in as entry 4, with a correct hash of its own."""
     with sqlite3.connect(folder.db) as db:
@@ -337,6 +352,7 @@ def test_an_inserted_entry_is_reported(folder: Folder) -> None:
     assert "5: chain broken" in problems(report) and "does not extend" in problems(report)
 
 
+@pytest.mark.integration
 def test_a_truncated_tail_without_head_is_reported(folder: Folder) -> None:
     tamper(folder, ("delete from audit_log where seq>=8", ()))
     (folder.data / "ledger.head").unlink()
@@ -344,6 +360,7 @@ def test_a_truncated_tail_without_head_is_reported(folder: Folder) -> None:
     assert not report["ok"] and "only 7 remain" in problems(report), report
 
 
+@pytest.mark.integration
 def test_a_truncated_data_folder_without_head_is_reported(folder: Folder) -> None:
     tamper(
         folder, ("delete from audit_log where seq>=8", ()), ("delete from audit_checkpoints", ())
@@ -354,6 +371,7 @@ def test_a_truncated_data_folder_without_head_is_reported(folder: Folder) -> Non
     assert not report["ok"] and "only 7 remain" in text and "ledger.head is missing" in text
 
 
+@pytest.mark.integration
 def test_a_chain_rewritten_and_resealed_with_the_hmac_key_is_reported(folder: Folder) -> None:
     """The insider reads ledger.key, drops two searches, re-chains and re-seals everything,
     rewrites the head and deletes the stored checkpoints: the operator's HMAC check passes."""
@@ -391,6 +409,7 @@ def test_a_chain_rewritten_and_resealed_with_the_hmac_key_is_reported(folder: Fo
     assert not report["ok"] and "does not extend the checkpoint" in problems(report), report
 
 
+@pytest.mark.integration
 def test_a_database_replaced_by_an_older_copy_is_reported(folder: Folder, faces_dir: Path) -> None:
     """The backup is restored and the service carries on: new entries, newly signed."""
     folder.db.unlink()
@@ -406,15 +425,43 @@ def test_a_database_replaced_by_an_older_copy_is_reported(folder: Folder, faces_
     assert not report["ok"] and "does not extend the checkpoint" in problems(report), report
 
 
+@pytest.mark.integration
 def test_an_export_without_any_checkpoint_is_not_ok(folder: Folder, tmp_path: Path) -> None:
     folder.witness.write_text("")
     report = auditor_verify(folder)
     assert not report["ok"] and "no signed checkpoint" in problems(report)
 
 
+@pytest.mark.integration
+def test_a_running_server_that_loses_its_last_search_is_caught(
+    tmp_path: Path, faces_dir: Path
+) -> None:
+    """The issue's own attack on a running server: the identify entry and ledger.head go."""
+    folder = Folder(tmp_path / "served")
+    folder.witness.parent.mkdir(parents=True)
+    env = {k: v for k, v in folder.env().items() if k != "FACELEDGER_DATA"}
+    server = start_server(folder.data, FACELEDGER_RATE_LIMIT="0", **env)
+    try:
+        with server.client() as admin:
+            admin.create_collection("c", require_consent=False)
+            admin.create_person("c", "amy")
+            admin.enroll("c", "amy", faces_dir / AMY / "amy1.png")
+            admin.identify("c", faces_dir / AMY / "amy2.png", purpose="case 7")
+        headers = {"X-API-Key": server.admin_key}
+        assert httpx.post(f"{server.url}/v1/audit/checkpoints", headers=headers).status_code == 201
+    finally:
+        stop_server(server)
+    assert auditor_verify_copy(folder)["ok"]
+    tamper(folder, ("delete from audit_log where operation='identify'", ()))
+    (folder.data / "ledger.head").unlink()
+    report = auditor_verify(folder)
+    assert not report["ok"] and "remain" in problems(report), report
+
+
 # -- proofs -----------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_proofs_verify_independently_and_fail_on_one_byte(folder: Folder) -> None:
     svc = folder.service()
     try:
@@ -467,6 +514,7 @@ def mth(leaves: list[bytes]) -> bytes:
 # -- settings -------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_signing_key_file_holds_the_key_outside_the_data_folder(folder: Folder) -> None:
     assert folder.key.stat().st_mode & 0o777 == 0o600
     assert not (folder.data / "ledger-signing.key").exists()
@@ -474,6 +522,7 @@ def test_signing_key_file_holds_the_key_outside_the_data_folder(folder: Folder) 
     assert "BEGIN PUBLIC KEY" in published and "PRIVATE" not in published
 
 
+@pytest.mark.integration
 def test_checkpoint_every_entries_signs_on_schedule(golden: Folder) -> None:
     with sqlite3.connect(golden.older) as db:
         sizes = [r[0] for r in db.execute("select tree_size from audit_checkpoints order by id")]
@@ -483,6 +532,7 @@ def test_checkpoint_every_entries_signs_on_schedule(golden: Folder) -> None:
     assert sizes == [1, 4, 5], sizes
 
 
+@pytest.mark.integration
 def test_witness_files_receive_every_checkpoint(golden: Folder) -> None:
     lines = [json.loads(line) for line in golden.witness.read_text().splitlines()]
     with sqlite3.connect(golden.db) as db:
@@ -571,6 +621,7 @@ def test_witness_urls_get_every_checkpoint_after_failures(
 # -- over HTTP ----------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_proof_endpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FACELEDGER_CHECKPOINT_EVERY_ENTRIES", "2")
     monkeypatch.setenv("FACELEDGER_WITNESS_FILES", json.dumps([str(tmp_path / "w.jsonl")]))
