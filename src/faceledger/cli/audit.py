@@ -53,12 +53,12 @@ def audit_verify(
     export: Annotated[
         Path | None, typer.Option("--export", help="A JSON Lines export to verify.")
     ] = None,
-    data: Annotated[
-        Path | None, typer.Option("--data", help="A data folder to verify (read-only).")
-    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Check the ledger: chain, signed checkpoints and head; exit 1 on any problem."""
+    """Check the ledger: chain, signed checkpoints and head; exit 1 on any problem.
+
+    With --public-key it checks --export, or else the data folder (--data), read-only.
+    """
     if not public_key:
         if export is not None or checkpoint:
             raise InvalidArgument("--export and --checkpoint need --public-key")
@@ -66,12 +66,10 @@ def audit_verify(
             report = svc.ledger.verify()
     else:
         keys = [_read_public_key(p) for p in public_key]
-        if export is not None and data is not None:
-            raise InvalidArgument("give --export or --data, not both")
         if export is not None:
             result = verify_export(export, public=keys, checkpoints=checkpoint or [])
         else:
-            folder = data or data_dir() or Settings().data
+            folder = data_dir() or Settings().data
             result = verify_data_dir(folder, public=keys, checkpoints=checkpoint or [])
         report = result.to_dict()
     if json_out:
