@@ -126,6 +126,49 @@ class Client:
     def delete_person(self, collection: str, name: str) -> None:
         self._call("DELETE", f"/v1/collections/{collection}/persons/{name}")
 
+    def update_person(
+        self,
+        collection: str,
+        name: str,
+        *,
+        new_name: str | None = None,
+        consent: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        retain_until: str | None = None,
+    ) -> dict[str, Any]:
+        """Rename a person (``new_name``) or change their consent, metadata or retention."""
+        given = {
+            "name": new_name,
+            "consent": consent,
+            "metadata": metadata,
+            "retain_until": retain_until,
+        }
+        body = {k: v for k, v in given.items() if v is not None}
+        return dict(self._call("PATCH", f"/v1/collections/{collection}/persons/{name}", json=body))
+
+    def rename_person(self, collection: str, name: str, new_name: str) -> dict[str, Any]:
+        return self.update_person(collection, name, new_name=new_name)
+
+    def merge_persons(self, collection: str, source: str, into: str) -> dict[str, Any]:
+        """Move every face of ``source`` to ``into`` and remove ``source``; returns ``into``."""
+        return dict(
+            self._call(
+                "POST",
+                f"/v1/collections/{collection}/persons/{source}/merge",
+                json={"into": into},
+            )
+        )
+
+    def move_faces(self, collection: str, face_ids: list[int], to: str) -> dict[str, Any]:
+        """Move faces to another person; returns that person."""
+        return dict(
+            self._call(
+                "POST",
+                f"/v1/collections/{collection}/faces/move",
+                json={"face_ids": list(face_ids), "to": to},
+            )
+        )
+
     def export_person(self, collection: str, name: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/v1/collections/{collection}/persons/{name}/export"))
 
@@ -138,8 +181,13 @@ class Client:
         face_index: int | None = None,
         largest: bool = False,
         allow_low_quality: bool = False,
+        allow_duplicates: bool = False,
     ) -> dict[str, Any]:
-        params: dict[str, Any] = {"largest": largest, "allow_low_quality": allow_low_quality}
+        params: dict[str, Any] = {
+            "largest": largest,
+            "allow_low_quality": allow_low_quality,
+            "allow_duplicates": allow_duplicates,
+        }
         if face_index is not None:
             params["face_index"] = face_index
         return dict(

@@ -8,10 +8,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from faceledger import __version__
-from faceledger.api import problems
+from faceledger.api import openapi, problems
 from faceledger.api.limits import BodyLimit, Metrics, Timeout
 from faceledger.api.ratelimit import RateLimiter
 from faceledger.api.routes import audit, collections, health, keys, persons, search, videos
@@ -62,7 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sweeper.stop()
             service.close()
 
-    app = FastAPI(
+    # /docs and /redoc from Swagger UI and ReDoc files installed with fastapi-offline,
+    # served by this server under /static-offline-docs: no CDN, so they work offline.
+    app = FastAPIOffline(
         title="faceledger",
         version=__version__,
         description=(
@@ -73,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
+    openapi.install(app)
     for router in (
         health.router,
         collections.router,

@@ -1,4 +1,5 @@
-"""Persons and their faces: create, list, get, update, delete, enrol, export."""
+"""Persons and their faces: create, list, get, update (rename), merge, delete, enrol,
+move, export."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from faceledger.api.schemas import (
     MAX_ID,
     EnrolledFace,
     FacePublic,
+    FacesMove,
     PersonCreate,
+    PersonMerge,
     PersonPage,
     PersonPublic,
     PersonUpdate,
@@ -71,6 +74,16 @@ def update_person(
         actor=actor_of(key),
     )
     return PersonPublic.model_validate(updated)
+
+
+@router.post("/persons/{person}/merge", response_model=PersonPublic)
+def merge_person(
+    collection: str, person: str, body: PersonMerge, service: ServiceDep, key: EnrollerKey
+) -> PersonPublic:
+    """Move every face of this person to ``into`` and remove this person (one audited
+    change); returns ``into``."""
+    merged = service.merge_persons(collection, person, body.into, actor=actor_of(key))
+    return PersonPublic.model_validate(merged)
 
 
 @router.delete("/persons/{person}", status_code=status.HTTP_204_NO_CONTENT)
@@ -148,3 +161,12 @@ def delete_face(
     key: EnrollerKey,
 ) -> None:
     service.delete_face(collection, face_id, actor=actor_of(key))
+
+
+@router.post("/faces/move", response_model=PersonPublic)
+def move_faces(
+    collection: str, body: FacesMove, service: ServiceDep, key: EnrollerKey
+) -> PersonPublic:
+    """Move faces to another person of the collection (one audited change); returns them."""
+    person = service.move_faces(collection, body.face_ids, body.to, actor=actor_of(key))
+    return PersonPublic.model_validate(person)
