@@ -15,7 +15,7 @@ identities, measured on a disjoint one (:func:`compare_by_group`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -236,10 +236,7 @@ def two_fold_check(
                 "fold": fold,
                 "fit_identities": int(np.unique(fl).size),
                 "measured_identities": int(np.unique(labels[~fit]).size),
-                "groups": [
-                    {k: getattr(r, k) for k in GroupPoint.__slots__}  # type: ignore[attr-defined]
-                    for r in rows
-                ],
+                "groups": [{f.name: getattr(r, f.name) for f in fields(GroupPoint)} for r in rows],
                 "fmr_ratio": {
                     f"{f:g}": {
                         "plain": worst_to_best(rows, f, "fmr"),

@@ -721,7 +721,7 @@ def _check_consent(col: CollectionRecord, consent: str | None) -> None:
 
         raise ConsentRequired(
             f"collection {col.name!r} requires a consent reference for every person: give "
-            "one (CLI --consent REF; HTTP \"consent\" in the person's body), or create the "
+            'one (CLI --consent REF; HTTP "consent" in the person\'s body), or create the '
             "collection without the requirement (--no-require-consent / require_consent=false)"
         )
 
