@@ -70,12 +70,14 @@ def migrate(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision (no-op when it is current)."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    head = ScriptDirectory.from_config(cfg).get_current_head()
+    heads = set(ScriptDirectory.from_config(cfg).get_heads())
     with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
-        if MigrationContext.configure(conn).get_current_revision() == head:
+        if set(MigrationContext.configure(conn).get_current_heads()) == heads:
             return
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        # "heads": features developed side by side may each add a migration after the same
+        # revision; every branch is applied (their tables are independent by rule).
+        command.upgrade(cfg, "heads")
 
 
 @contextmanager
