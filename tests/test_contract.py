@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections.abc import Iterator
@@ -47,6 +48,11 @@ SAMPLE_VALUES: dict[str, str] = {
     "rate_burst": "4",
     "retention_sweep_seconds": "3",
     "require_purpose": "false",
+    "signing_key_file": "/tmp/faceledger-contract-key/signing.key",
+    "checkpoint_every_entries": "17",
+    "checkpoint_every_seconds": "12.5",
+    "witness_files": '["/tmp/w1.jsonl", "/tmp/w2.jsonl"]',
+    "witness_urls": '["http://127.0.0.1:9/witness"]',
 }
 """A value for every setting; a new setting must be added here (the test below insists)."""
 
@@ -68,6 +74,15 @@ EFFECT_TESTS: dict[str, str] = {
     "rate_burst": "test_rate_limit_burst",
     "retention_sweep_seconds": "tests/test_api.py::test_retention_erases_expired_person",
     "require_purpose": "test_error_codes_over_http",
+    "signing_key_file": "tests/test_ledger_proofs.py::"
+    "test_signing_key_file_holds_the_key_outside_the_data_folder",
+    "checkpoint_every_entries": "tests/test_ledger_proofs.py::"
+    "test_checkpoint_every_entries_signs_on_schedule",
+    "checkpoint_every_seconds": "tests/test_ledger_proofs.py::"
+    "test_checkpoint_every_seconds_signs_a_quiet_ledger",
+    "witness_files": "tests/test_ledger_proofs.py::test_witness_files_receive_every_checkpoint",
+    "witness_urls": "tests/test_ledger_proofs.py::"
+    "test_witness_urls_get_every_checkpoint_after_failures",
 }
 """Which test shows each setting's effect."""
 
@@ -82,6 +97,8 @@ def test_every_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPa
     for name, value in SAMPLE_VALUES.items():
         got = getattr(settings, name)
         expected: Any = {"false": False, "true": True}.get(value, value)
+        if isinstance(got, list):  # list settings are given as JSON, as pydantic reads them
+            got, expected = [str(g) for g in got], json.loads(value)
         if isinstance(got, Path):
             got = str(got)
         assert str(got) == str(expected) or got == type(got)(expected), name
