@@ -19,6 +19,7 @@ from sklearn.metrics import roc_auc_score, roc_curve, top_k_accuracy_score
 from sklearn.metrics.cluster import pair_confusion_matrix
 from typer.testing import CliRunner
 
+from faceledger.cli.common import ExitCode
 from faceledger.cli.main import app
 from faceledger.cli.models import models_app
 from faceledger.engine import Engine
@@ -538,12 +539,14 @@ def test_cli_identify_cluster_calibrate_and_models_show(
     )
     assert out.exit_code == 0 and "stated FMR 1e-04" in out.stdout
     out = runner.invoke(app, ["eval", "verify", *cache])
-    assert out.exit_code == 1 and "exactly one of" in out.output and "Traceback" not in out.output
+    # a bad combination of options is bad input (exit code 7 in the README's table)
+    assert out.exit_code == ExitCode.BAD_INPUT, out.output
+    assert "exactly one of" in out.output and "Traceback" not in out.output
     # a report keeps the pack's figures; `models show` prints them as a model card
     (tmp_path / "embeddings").symlink_to(CACHE)  # cards go to tmp_path, embeddings are shared
     cards = ["--cache-dir", str(tmp_path)]
     out = runner.invoke(models_app, ["show", "default", *cards])
-    assert out.exit_code == 1 and "no evaluation stored" in out.output
+    assert out.exit_code == ExitCode.NOT_FOUND and "no evaluation stored" in out.output
     out = runner.invoke(
         app,
         [
