@@ -116,6 +116,12 @@ def test_full_flow(server: Server, faces_dir: Path) -> None:
             [face] = c.identify("bbt", held_out, purpose="integration test")["faces"]
             assert face["candidates"], held_out
             assert face["candidates"][0]["person"] == person_dir.name, (held_out, face)
+        # a gallery target: 8 persons at an expected FPIR of 1e-3 each get a stricter rate
+        strict = c.identify("bbt", bbt / "group" / "bbt1.jpg", purpose="test", max_fpir=1e-3)
+        assert strict["gallery"]["persons"] == 8 and strict["gallery"]["max_fpir"] == 1e-3
+        assert strict["gallery"]["fpir"] <= 1e-3 and strict["max_fmr"] < 1.3e-4
+        assert strict["max_fmr"] == strict["gallery"]["max_fmr"]
+        assert result["gallery"]["max_fmr"] == 1e-4  # the default per-person rate
         similar = c.similar("bbt", bbt / "identities" / "sheldon" / "sheldon5.png", purpose="test")
         assert similar["similar"][0]["person"] == "sheldon"
     with server.client(enroller) as c:

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from faceledger.cli.main import app
 from faceledger.config import Settings
-from faceledger.errors import ConsentRequired, MultipleFaces, NotFound
+from faceledger.errors import ConsentRequired, InvalidArgument, MultipleFaces, NotFound
 from faceledger.service import FaceService
 
 pytestmark = pytest.mark.integration
@@ -52,6 +52,51 @@ def test_face_recognition_examples_by_file_name(service: FaceService, faces_dir:
         results = service.identify("fr", str(root / "group" / image))
         found = {r.candidates[0].person for r in results if r.candidates}
         assert found == expected, (image, found)
+
+
+def test_identify_states_the_gallery_and_records_how_it_decided(
+    service: FaceService, faces_dir: Path
+) -> None:
+    """Every identify result states its gallery's rates, ``max_fpir`` sets the per-person
+    rate from a gallery target, and the ledger records model, calibration, threshold and
+    FPIR of the decision (issue #14)."""
+    from faceledger.search.gallery import expected_fpir, max_fmr_for_fpir
+
+    service.create_collection("fr", require_consent=False)
+    root = faces_dir / "face_recognition_examples"
+    service.enroll_folder("fr", root / "identities", largest=True)
+    persons = sum(1 for p in service.store.list_persons("fr") if p.face_count > 0)
+    assert persons == 6
+    probe = str(root / "group" / "obama_and_biden.jpg")
+
+    results = service.identify("fr", probe, purpose="test", max_fmr=1e-3)
+    rates = results[0].gallery
+    assert rates is not None and all(r.gallery == rates for r in results)
+    assert (rates.persons, rates.max_fmr) == (persons, 1e-3)
+    assert rates.fpir == pytest.approx(expected_fpir(persons, 1e-3))
+
+    strict = service.identify("fr", probe, purpose="test", max_fpir=1e-3)
+    rates = strict[0].gallery
+    assert rates is not None and rates.max_fpir == 1e-3
+    assert rates.max_fmr == pytest.approx(max_fmr_for_fpir(persons, 1e-3))
+    assert rates.fpir == pytest.approx(1e-3)
+    for r in strict:  # every candidate is within the stricter per-person rate
+        assert all(c.fmr <= rates.max_fmr for c in r.candidates)
+    both = service.identify("fr", probe, purpose="test", max_fmr=1e-6, max_fpir=0.5)
+    assert both[0].gallery is not None and both[0].gallery.max_fmr == 1e-6  # the stricter
+
+    cal = service.engine().pack.require_calibration()
+    entries = [e for e in service.ledger.entries() if e["operation"] == "identify"]
+    assert len(entries) == 3
+    first, second = entries[0]["request"], entries[1]["request"]
+    assert first["model_id"] == service.store.get_collection("fr").model_id
+    assert first["calibration_id"] == cal.calibration_id
+    assert first["threshold"] == pytest.approx(cal.threshold_for(1e-3), abs=1e-5)
+    assert (first["persons"], first["max_fmr"]) == (persons, 1e-3)
+    assert first["fpir"] == pytest.approx(expected_fpir(persons, 1e-3))
+    assert second["max_fpir"] == 1e-3 and second["fpir"] == pytest.approx(1e-3)
+    with pytest.raises(InvalidArgument):
+        service.identify("fr", probe, purpose="test", max_fpir=1.5)
 
 
 def test_glint_aligned_rank1(service: FaceService, faces_dir: Path) -> None:

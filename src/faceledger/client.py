@@ -214,12 +214,15 @@ class Client:
         purpose: str,
         case: str | None = None,
         top: int = 5,
-        max_fmr: float = 1e-4,
+        max_fmr: float | None = None,
+        max_fpir: float | None = None,
     ) -> dict[str, Any]:
+        """Candidates per face; ``max_fpir`` sets the per-person rate from a gallery target."""
         params = {
             "purpose": purpose,
             "top": top,
-            "max_fmr": max_fmr,
+            **({"max_fmr": max_fmr} if max_fmr is not None else {}),
+            **({"max_fpir": max_fpir} if max_fpir is not None else {}),
             **({"case": case} if case else {}),
         }
         return dict(

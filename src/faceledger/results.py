@@ -12,6 +12,7 @@ import numpy as np
 
 from faceledger.engine import ImageInput
 from faceledger.errors import InvalidArgument
+from faceledger.search.gallery import GalleryRates
 from faceledger.search.ranking import Candidate
 from faceledger.types import Face
 
@@ -30,10 +31,15 @@ class EnrolledImage:
 
 @dataclass(frozen=True, slots=True)
 class FaceResult:
-    """One detected face of a query image and its ranked candidates."""
+    """One detected face of a query image and its ranked candidates.
+
+    ``gallery`` (identify only) states what the search of the whole collection means:
+    persons searched, the per-person rate applied and the expected FPIR.
+    """
 
     face: Face
     candidates: list[Candidate]
+    gallery: GalleryRates | None = None
 
 
 @dataclass(frozen=True, slots=True)

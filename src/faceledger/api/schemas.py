@@ -118,7 +118,12 @@ class CandidatePublic(Out):
     face_id: int
     similarity: float
     fmr: float = Field(
-        description="Estimated false match rate of one comparison at this similarity."
+        description="Estimated false match rate of this decision: per person (for a person "
+        "with `faces` enrolled faces) in identify, per comparison for a face."
+    )
+    faces: int = Field(default=1, description="Enrolled faces the per-person rate is for.")
+    fmr_per_comparison: float | None = Field(
+        default=None, description="The rate of one face-to-face comparison, for reference."
     )
 
 
@@ -126,10 +131,25 @@ class IdentifiedFace(DetectedFace):
     candidates: list[CandidatePublic]
 
 
+class GalleryPublic(Out):
+    """What an identify states for the whole collection searched."""
+
+    persons: int = Field(description="Persons with at least one face: N of the gallery.")
+    max_fmr: float = Field(description="Per-person false match rate each person is judged at.")
+    fpir: float = Field(
+        description="Expected false positive identification rate: the chance that a search "
+        "for someone not enrolled returns a candidate (an upper estimate)."
+    )
+    max_fpir: float | None = Field(
+        default=None, description="The gallery target the per-person rate was derived from."
+    )
+
+
 class IdentifyResponse(BaseModel):
     faces: list[IdentifiedFace]
-    max_fmr: float
-    threshold: float
+    max_fmr: float = Field(description="Per-person false match rate applied.")
+    threshold: float = Field(description="Similarity threshold at that rate for a one-face person.")
+    gallery: GalleryPublic | None = None
     note: str = "Candidates are ranked for human review, not a decision."
 
 

@@ -89,13 +89,27 @@ def identify(
     collection: str,
     images: ImagesArg,
     top: Annotated[int, typer.Option(help="Candidates per face.")] = 5,
-    max_fmr: MaxFmrOpt = 1e-4,
+    max_fmr: Annotated[
+        float | None,
+        typer.Option(
+            help="Largest per-person false match rate of a candidate [default: 1e-4, or "
+            "derived from --max-fpir alone]."
+        ),
+    ] = None,
+    max_fpir: Annotated[
+        float | None,
+        typer.Option(
+            help="Largest expected false positive identification rate of the whole "
+            "collection: the per-person rate is derived from it and the number of persons."
+        ),
+    ] = None,
     purpose: PurposeOpt = None,
     case: CaseOpt = None,
     aligned: AlignedOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Ranked candidate persons for every face in each image (for human review).
+    """Ranked candidate persons for every face in each image (for human review), with the
+    collection's expected false positive identification rate (FPIR).
 
     An image without a face is an error (exit 3): nothing could be searched.
     """
@@ -107,7 +121,8 @@ def identify(
                 collection,
                 str(path),
                 top=top,
-                max_fmr=max_fmr,
+                max_fmr=max_fmr if max_fmr is not None or max_fpir is not None else 1e-4,
+                max_fpir=max_fpir,
                 purpose=purpose,
                 case_ref=case,
                 aligned=aligned,
@@ -118,12 +133,22 @@ def identify(
                     f"no face found in {path}: give a photo with a visible face "
                     "(or --aligned for a 112x112 face crop)"
                 )
-            return {"faces": [{**face_json(r.face), "candidates": r.candidates} for r in found]}
+            return {
+                "faces": [{**face_json(r.face), "candidates": r.candidates} for r in found],
+                "gallery": found[0].gallery,
+            }
 
         _batch("identifying", images, search, json_out=json_out, show=_show_identified)
 
 
 def _show_identified(result: dict[str, Any]) -> None:
+    rates = result.get("gallery")
+    if rates is not None:
+        typer.echo(
+            f"{result['image']}: {rates.persons} persons searched at per-person FMR "
+            f"{rates.max_fmr:.2g}: expected FPIR {rates.fpir:.2g} (a stranger's chance of "
+            "any candidate)"
+        )
     for i, face in enumerate(result["faces"]):
         names = (
             ", ".join(

@@ -8,7 +8,7 @@ positive identification rate (FPIR). Find Similar ranks faces, each rated per co
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -82,16 +82,65 @@ def decision_fields(
     return fields
 
 
-def face_counts(store: Store, collection: str) -> dict[int, int]:
-    """``person id -> enrolled faces`` of a collection (one pass over its persons)."""
-    counts: dict[int, int] = {}
-    offset = 0
+def count_persons(store: Store, collection: str) -> int:
+    """Persons with at least one face in a collection: N of the gallery.
+
+    Costs one pass over the collection's persons (pages of 1,000); a store that keeps
+    the count should be asked instead.
+    """
+    persons = offset = 0
     while True:
         page = store.list_persons(collection, offset=offset, limit=_PAGE)
-        counts.update((p.id, p.face_count) for p in page)
+        persons += sum(1 for p in page if p.face_count > 0)
         if len(page) < _PAGE:
-            return counts
+            return persons
         offset += _PAGE
+
+
+def _face_counter(
+    store: Store, collection: str, names: Mapping[int, str | None]
+) -> Callable[[int], int]:
+    """Enrolled faces of a candidate person, read once per person and search."""
+    cache: dict[int, int] = {}
+
+    def count(pid: int) -> int:
+        if pid not in cache:
+            name = names.get(pid)
+            cache[pid] = store.get_person(collection, name).face_count if name else 1
+        return cache[pid]
+
+    return count
+
+
+def _rank(
+    store: Store,
+    collection: CollectionRecord,
+    queries: FloatArray,
+    calibration: Calibration,
+    *,
+    top: int,
+    max_fmr: float,
+    aggregate: Aggregate,
+    face_count: Callable[[int], int] | None,
+) -> list[list[Candidate]]:
+    k = max(top * FACES_PER_CANDIDATE, 32)
+    result = store.search(collection, queries, k)
+    owners = store.face_owners(sorted({int(i) for i in result.ids.ravel() if i >= 0}))
+    names = {pid: name for pid, name in owners.values() if pid is not None}
+    count = face_count or _face_counter(store, collection.name, names)
+    return [
+        rank_persons(
+            result.ids[q],
+            result.scores[q],
+            owners,
+            calibration,
+            top=top,
+            max_fmr=max_fmr,
+            face_counts=count,
+            aggregate=aggregate,
+        )
+        for q in range(queries.shape[0])
+    ]
 
 
 def identify_gallery(
@@ -104,35 +153,31 @@ def identify_gallery(
     max_fmr: float | None,
     max_fpir: float | None = None,
     aggregate: Aggregate = "max",
-    counts: Mapping[int, int] | None = None,
+    persons: int | None = None,
+    face_count: Callable[[int], int] | None = None,
 ) -> Identification:
-    """For each query ``(q, d)``, persons within the per-person rate, best first.
+    """For each query ``(q, d)``, persons within the per-person rate, best first, and the
+    gallery's expected FPIR.
 
     The per-person rate is ``max_fmr``, or the rate that gives the gallery an expected
-    FPIR of ``max_fpir`` (the stricter when both are given). ``counts`` maps person id to
-    enrolled faces (read from the store when not given: one pass over its persons).
+    FPIR of ``max_fpir`` (the stricter when both are given). ``persons`` is N of the
+    gallery (counted with :func:`count_persons` when not given); ``face_count(person id)``
+    a candidate's enrolled faces (read from the store when not given).
     """
-    counts = face_counts(store, collection.name) if counts is None else counts
-    persons = sum(1 for n in counts.values() if n > 0)
-    rates = gallery_rates(persons, max_fmr=max_fmr, max_fpir=max_fpir)
+    n = count_persons(store, collection.name) if persons is None else persons
+    rates = gallery_rates(n, max_fmr=max_fmr, max_fpir=max_fpir)
     if queries.shape[0] == 0:
         return Identification([], rates)
-    k = max(top * FACES_PER_CANDIDATE, 32)
-    result = store.search(collection, queries, k)
-    owners = store.face_owners(sorted({int(i) for i in result.ids.ravel() if i >= 0}))
-    ranked = [
-        rank_persons(
-            result.ids[q],
-            result.scores[q],
-            owners,
-            calibration,
-            top=top,
-            max_fmr=rates.max_fmr,
-            face_counts=lambda pid: counts.get(pid, 1),
-            aggregate=aggregate,
-        )
-        for q in range(queries.shape[0])
-    ]
+    ranked = _rank(
+        store,
+        collection,
+        queries,
+        calibration,
+        top=top,
+        max_fmr=rates.max_fmr,
+        aggregate=aggregate,
+        face_count=face_count,
+    )
     return Identification(ranked, rates)
 
 
@@ -146,10 +191,19 @@ def identify(
     max_fmr: float,
     aggregate: Aggregate = "max",
 ) -> list[list[Candidate]]:
-    """The candidates of :func:`identify_gallery` alone."""
-    return identify_gallery(
-        store, collection, queries, calibration, top=top, max_fmr=max_fmr, aggregate=aggregate
-    ).candidates
+    """Candidates of each query within the per-person rate ``max_fmr`` (no gallery figures)."""
+    if queries.shape[0] == 0:
+        return []
+    return _rank(
+        store,
+        collection,
+        queries,
+        calibration,
+        top=top,
+        max_fmr=max_fmr,
+        aggregate=aggregate,
+        face_count=None,
+    )
 
 
 def similar(

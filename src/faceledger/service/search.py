@@ -47,17 +47,29 @@ class SearchOps(ServiceCore):
         case_ref: str | None = None,
         aggregate: Aggregate = "max",
         aligned: bool = False,
+        max_fpir: float | None = None,
         actor: Actor = LOCAL_ACTOR,
     ) -> list[FaceResult]:
-        """Every face of the image with its candidate persons within ``max_fmr``, best first.
+        """Every face of the image with its candidate persons, best first.
 
-        With ``aligned`` the image is an already aligned face crop (no detection).
+        Each person is judged at the per-person rate ``max_fmr`` for their number of
+        faces; with ``max_fpir`` the rate is derived from that gallery-level target instead
+        (the stricter of the two when both are given). Every result carries the gallery's
+        rates (persons searched, rate applied, expected FPIR), and the ledger entry records
+        them with the model, calibration and threshold. With ``aligned`` the image is an
+        already aligned face crop (no detection).
         """
         self.check_purpose(purpose)
-        fmr = self.max_fmr(max_fmr)
-        check_search_args(top, fmr)
+        fmr: float | None = None  # only a gallery target: the rate comes from it
+        if max_fmr is not None or max_fpir is None:
+            fmr = self.max_fmr(max_fmr)
+            check_search_args(top, fmr)
+        if max_fpir is not None:
+            check_search_args(top, 0.5)
+            if not 0.0 < max_fpir < 1.0:
+                raise InvalidArgument("max_fpir must be in (0, 1)")
         col, engine = self.collection_engine(collection)
-        request = {"top": top, "max_fmr": fmr, "aggregate": aggregate}
+        request = {"top": top, "max_fmr": fmr, "max_fpir": max_fpir, "aggregate": aggregate}
         with self.audited(
             actor,
             "identify",
@@ -69,16 +81,24 @@ class SearchOps(ServiceCore):
         ) as work:
             faces = [engine.embed_aligned_face(image)] if aligned else engine.embed(image)
             faces = faces[: self.settings.max_faces_per_image]
-            ranked = operations.identify(
+            cal = engine.pack.require_calibration()
+            found = operations.identify_gallery(
                 self.store,
                 col,
                 _stack(faces, col.embedding_dim),
-                engine.pack.require_calibration(),
+                cal,
                 top=top,
                 max_fmr=fmr,
+                max_fpir=max_fpir,
                 aggregate=aggregate,
             )
-            results = [FaceResult(f, c) for f, c in zip(faces, ranked, strict=True)]
+            work.request.update(
+                operations.decision_fields(
+                    cal, model_id=col.model_id, max_fmr=found.gallery.max_fmr, gallery=found.gallery
+                )
+            )
+            ranked = found.candidates
+            results = [FaceResult(f, c, found.gallery) for f, c in zip(faces, ranked, strict=True)]
             ids = work.pseudonyms(collection, candidate_names(ranked))
             work.result["faces"] = [candidates_json(r.candidates, ids) for r in results]
             return results
@@ -114,9 +134,14 @@ class SearchOps(ServiceCore):
             case_ref=case_ref,
             request=asked,
         ) as work:
-            ranked = operations.identify(
-                self.store, col, queries, engine.pack.require_calibration(), top=top, max_fmr=fmr
+            cal = engine.pack.require_calibration()
+            found = operations.identify_gallery(self.store, col, queries, cal, top=top, max_fmr=fmr)
+            work.request.update(
+                operations.decision_fields(
+                    cal, model_id=col.model_id, max_fmr=fmr, gallery=found.gallery
+                )
             )
+            ranked = found.candidates
             ids = work.pseudonyms(collection, candidate_names(ranked))
             work.result["queries"] = [candidates_json(c, ids) for c in ranked]
             return ranked
@@ -150,11 +175,13 @@ class SearchOps(ServiceCore):
             request={"mode": mode, "top": top, "max_fmr": fmr},
         ) as work:
             face = engine.embed_largest(image)
+            cal = engine.pack.require_calibration()
+            work.request.update(operations.decision_fields(cal, model_id=col.model_id, max_fmr=fmr))
             found = operations.similar(
                 self.store,
                 col,
                 face.require_embedding(),
-                engine.pack.require_calibration(),
+                cal,
                 mode=mode,
                 top=top,
                 max_fmr=fmr,
@@ -178,7 +205,7 @@ class SearchOps(ServiceCore):
         self.check_purpose(purpose)
         fmr = self.max_fmr(max_fmr)
         check_search_args(1, fmr)
-        _, engine = self.collection_engine(collection)
+        col, engine = self.collection_engine(collection)
         with self.audited(
             actor,
             "verify",
@@ -191,15 +218,22 @@ class SearchOps(ServiceCore):
             work.request["person"] = work.pseudonym(collection, person)
             face = engine.embed_largest(image)
             _, gallery = self.store.face_embeddings(collection, person)
+            cal = engine.pack.require_calibration()
             match = operations.verify_person(
-                face.require_embedding(),
-                person,
-                gallery,
-                engine.pack.require_calibration(),
-                max_fmr=fmr,
+                face.require_embedding(), person, gallery, cal, max_fmr=fmr
+            )
+            work.request.update(
+                operations.decision_fields(
+                    cal, model_id=col.model_id, max_fmr=fmr, threshold=match.threshold
+                ),
+                faces_compared=match.faces_compared,
+                aggregate=match.aggregate,
             )
             work.result.update(
-                similarity=match.similarity, fmr=match.fmr, same_person=match.same_person
+                similarity=match.similarity,
+                fmr=match.fmr,
+                fmr_per_comparison=match.fmr_per_comparison,
+                same_person=match.same_person,
             )
             return match
 
@@ -216,7 +250,16 @@ class SearchOps(ServiceCore):
         fmr = self.max_fmr(max_fmr)
         request = {"max_fmr": fmr, "other_image_sha256": image_sha256(b)}
         with self.audited(actor, "compare", image_sha256=image_sha256(a), request=request) as work:
-            result = self.engine(model).compare(a, b, max_fmr=fmr)
+            engine = self.engine(model)
+            result = engine.compare(a, b, max_fmr=fmr)
+            work.request.update(
+                operations.decision_fields(
+                    engine.pack.require_calibration(),
+                    model_id=engine.pack.model_id,
+                    max_fmr=fmr,
+                    threshold=result.threshold,
+                )
+            )
             work.result.update(similarity=result.similarity, same_person=result.same_person)
             return result
 
@@ -279,10 +322,16 @@ class SearchOps(ServiceCore):
                 )
             cal = engine.pack.require_calibration()
             grouping = operations.group(vectors, photo_ids, cal, max_fmr=max_fmr)
+            work.request.update(
+                model_id=engine.pack.model_id,
+                calibration_id=cal.calibration_id,
+                threshold=round(grouping.threshold, 5),
+                edge_fmr=grouping.edge_fmr,
+            )
             result = GroupResult(
                 groups=[[refs[i] for i in g] for g in grouping.groups],
                 messy_group=[refs[i] for i in grouping.messy_group],
-                threshold=round(cal.threshold_for(max_fmr), 5),
+                threshold=round(grouping.threshold, 5),
                 max_fmr=max_fmr,
             )
             work.result["groups"] = [len(g) for g in result.groups]

@@ -11,6 +11,7 @@ from faceledger.api.deps import SearcherKey, ServiceDep, actor_of
 from faceledger.api.schemas import (
     CandidatePublic,
     DetectResponse,
+    GalleryPublic,
     GroupResponse,
     IdentifiedFace,
     IdentifyResponse,
@@ -26,6 +27,19 @@ Purpose = Annotated[
 ]
 Case = Annotated[str | None, Query(alias="case", max_length=256, description="Case reference.")]
 MaxFmr = Annotated[float, Query(gt=0, lt=1, description="Largest false match rate of a candidate.")]
+OptionalMaxFmr = Annotated[
+    float | None,
+    Query(gt=0, lt=1, description="Largest per-person false match rate of a candidate."),
+]
+MaxFpir = Annotated[
+    float | None,
+    Query(
+        gt=0,
+        lt=1,
+        description="Largest expected false positive identification rate of the whole "
+        "gallery: the per-person rate is derived from it and the number of persons.",
+    ),
+]
 
 MULTI_IMAGE_BODY = {
     "requestBody": {
@@ -63,19 +77,24 @@ def identify(
     purpose: Purpose = None,
     case: Case = None,
     top: Annotated[int, Query(ge=1, le=100)] = 5,
-    max_fmr: MaxFmr = 1e-4,
+    max_fmr: OptionalMaxFmr = None,
+    max_fpir: MaxFpir = None,
 ) -> IdentifyResponse:
-    """Every face with its ranked candidate persons within ``max_fmr``."""
+    """Every face with its ranked candidate persons, each judged at the per-person rate
+    ``max_fmr`` (the server's default when neither rate is given) or at the rate that gives
+    the gallery an expected FPIR of ``max_fpir``."""
     results = service.identify(
         collection,
         image,
         top=top,
         max_fmr=max_fmr,
+        max_fpir=max_fpir,
         purpose=purpose,
         case_ref=case,
         actor=actor_of(key),
     )
-    threshold = service.threshold(collection, max_fmr)
+    rates = results[0].gallery if results else None
+    applied = rates.max_fmr if rates is not None else service.max_fmr(max_fmr)
     return IdentifyResponse(
         faces=[
             IdentifiedFace(
@@ -84,8 +103,9 @@ def identify(
             )
             for r in results
         ],
-        max_fmr=max_fmr,
-        threshold=round(threshold, 5),
+        max_fmr=applied,
+        threshold=round(service.threshold(collection, applied), 5),
+        gallery=GalleryPublic.model_validate(rates) if rates is not None else None,
     )
 
 
