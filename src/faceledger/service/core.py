@@ -36,7 +36,7 @@ class ServiceCore:
     def __init__(self, settings: Settings | None = None, *, require_purpose: bool = False) -> None:
         self.settings = settings or Settings()
         self.store = Store(self.settings.data)
-        self.ledger = Ledger(self.store.engine, self.settings.data)
+        self.ledger = Ledger(self.store.engine, self.settings.data, settings=self.settings)
         self.keys = KeyStore(self.store.engine)
         self.auditor = Auditor(self.store, self.ledger)
         self.audited = self.auditor.audited
@@ -46,6 +46,7 @@ class ServiceCore:
         self._lock = threading.Lock()
 
     def close(self) -> None:
+        self.ledger.close()
         for engine in self._engines.values():
             engine.close()
         self.store.close()
