@@ -166,6 +166,21 @@ def test_every_search_leaves_one_entry_with_its_purpose(server: Server, faces_di
     assert searches[0]["result"]["faces"][0][0]["person"] == amy
     assert searches[2]["request"]["person"] == amy
     assert "amy" not in json.dumps(searches)
+    # each records how it decided: model, calibration, threshold; identify its gallery
+    with server.client() as admin:
+        col = admin.get_collection("ledger-test")
+        for e in searches:
+            assert e["request"]["model_id"] == col["model_id"]
+            assert e["request"]["calibration_id"].startswith("cal-")
+            assert 0 < e["request"]["threshold"] < 1
+        assert searches[0]["request"]["persons"] == 1 and searches[0]["request"]["fpir"] > 0
+        # a collection's calibration changes only on request, by an admin, and is audited
+        shipped = searches[0]["request"]["calibration_id"]
+        with pytest.raises(NotFound):
+            admin.use_calibration("ledger-test", "cal-0000000000000000")
+        assert admin.use_calibration("ledger-test", shipped)["calibration_id"] is None
+        [moved] = admin.audit(operation="collection.calibration")["entries"]
+        assert moved["request"] == {"from": shipped, "to": shipped}
 
 
 def admin_person_pseudonym(server: Server, collection: str, person: str) -> str:

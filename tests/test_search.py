@@ -294,3 +294,61 @@ def test_cli_contract(tmp_path: Path, faces_dir: Path) -> None:
     again = run("identify", "c", str(ids / "sheldon/sheldon3.png"), "--json")
     assert all(c["person"] != "sheldon" for f in again["faces"] for c in f["candidates"])  # type: ignore[index, union-attr]
     assert run("audit", "verify", "--json")["ok"] is True
+
+
+def test_a_collection_moves_to_another_calibration_only_on_request(
+    tmp_path: Path, faces_dir: Path
+) -> None:
+    """A new calibration version is used by a collection only after use_calibration, which
+    the ledger records; the next search entry names the new id (issue #14)."""
+    from dataclasses import replace
+
+    from faceledger.errors import Conflict
+    from faceledger.models.calibration_store import CalibrationStore
+
+    data = tmp_path / "data"
+    svc = FaceService(Settings(data=data))
+    svc.create_collection("fr", require_consent=False)
+    root = faces_dir / "face_recognition_examples"
+    svc.enroll_folder("fr", root / "identities", largest=True)
+    probe = str(root / "group" / "obama_and_biden.jpg")
+    col = svc.store.get_collection("fr")
+    shipped = svc.engine().pack.require_calibration()
+    stricter = replace(
+        shipped,
+        thresholds=tuple(t + 0.05 for t in shipped.thresholds),
+        provenance={**shipped.provenance, "model_id": col.model_id, "note": "test version"},
+    )
+    alien = replace(stricter, provenance={**stricter.provenance, "model_id": "other@1"})
+    CalibrationStore(data / "calibrations").save(stricter)
+    CalibrationStore(data / "calibrations").save(alien)
+
+    svc.identify("fr", probe, purpose="before")  # written but not yet used
+    with pytest.raises(Conflict):
+        svc.use_calibration("fr", alien.calibration_id)
+    with pytest.raises(NotFound):
+        svc.use_calibration("fr", "cal-0000000000000000")
+    assert svc.use_calibration("fr", stricter.calibration_id).calibration_id == (
+        stricter.calibration_id
+    )
+    svc.identify("fr", probe, purpose="after")
+    svc.close()
+
+    svc = FaceService(Settings(data=data))  # the choice is stored, not held in memory
+    assert svc.calibration("fr").calibration_id == stricter.calibration_id
+    svc.use_calibration("fr", None)  # back to the shipped one
+    svc.identify("fr", probe, purpose="shipped again")
+    entries = svc.ledger.entries()
+    svc.close()
+    searches = [e["request"] for e in entries if e["operation"] == "identify"]
+    assert [s["calibration_id"] for s in searches] == [
+        shipped.calibration_id,
+        stricter.calibration_id,
+        shipped.calibration_id,
+    ]
+    assert searches[1]["threshold"] == pytest.approx(searches[0]["threshold"] + 0.05, abs=1e-4)
+    moves = [e["request"] for e in entries if e["operation"] == "collection.calibration"]
+    assert moves == [
+        {"from": shipped.calibration_id, "to": stricter.calibration_id},
+        {"from": stricter.calibration_id, "to": shipped.calibration_id},
+    ]

@@ -90,6 +90,17 @@ class Client:
         body = {"name": name, "model": model, "require_consent": require_consent}
         return dict(self._call("POST", "/v1/collections", json=body))
 
+    def list_collections(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/v1/collections"))
+
+    def get_collection(self, name: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/v1/collections/{name}"))
+
+    def use_calibration(self, name: str, calibration_id: str | None) -> dict[str, Any]:
+        """Move a collection's searches to a calibration version (None: the shipped one)."""
+        body = {"calibration_id": calibration_id}
+        return dict(self._call("PUT", f"/v1/collections/{name}/calibration", json=body))
+
     def delete_collection(self, name: str) -> None:
         self._call("DELETE", f"/v1/collections/{name}")
 

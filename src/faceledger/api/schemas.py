@@ -32,6 +32,17 @@ class CollectionPublic(Out):
     require_consent: bool
     store_images: bool
     created_at: datetime
+    calibration_id: str | None = Field(
+        default=None, description="The calibration its searches use; null: the pack's shipped one."
+    )
+
+
+class CalibrationChoice(BaseModel):
+    calibration_id: str | None = Field(
+        description="A calibration version of the collection's model (`cal-` and 16 hex "
+        "digits, shipped or written by `eval calibrate --write`); null for the shipped one.",
+        pattern=r"^cal-[0-9a-f]{16}$",
+    )
 
 
 class PersonCreate(BaseModel):

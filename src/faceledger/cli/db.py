@@ -24,6 +24,7 @@ from faceledger.cli.common import (
     progress_bar,
 )
 from faceledger.cli.context import local_actor, open_service
+from faceledger.errors import InvalidArgument
 
 if TYPE_CHECKING:
     from faceledger.results import EnrolledImage
@@ -81,6 +82,37 @@ def collection_list(json_out: JsonOpt = False) -> None:
     else:
         for c in cols:
             typer.echo(f"{c.name}\t{c.model_id}")
+
+
+@collection_app.command("calibration")
+@fail_cleanly
+def collection_calibration(
+    name: str,
+    calibration_id: Annotated[
+        str | None,
+        typer.Argument(help="A calibration id (cal-...); omit to show the one in use."),
+    ] = None,
+    shipped: Annotated[
+        bool, typer.Option("--shipped", help="Go back to the pack's shipped calibration.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show or change the calibration a collection's searches use (changes are audited).
+
+    New versions come from `faceledger eval calibrate TREE --write` (DATA/calibrations).
+    """
+    with open_service() as svc:
+        if calibration_id is None and not shipped:
+            cal = svc.calibration(name)
+            emit({"collection": name, "calibration_id": cal.calibration_id}) if json_out else (
+                typer.echo(f"{name}\t{cal.calibration_id}\t{cal.source}")
+            )
+            return
+        if calibration_id is not None and shipped:
+            raise InvalidArgument("give a calibration id or --shipped, not both")
+        col = svc.use_calibration(name, calibration_id, actor=local_actor())
+        used = svc.calibration(name).calibration_id
+    emit(col) if json_out else typer.echo(f"collection {name} now uses calibration {used}")
 
 
 @collection_app.command("delete")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from faceledger.errors import Conflict
 from faceledger.ledger.audit import Actor
 from faceledger.ledger.keys import IssuedKey, Role
+from faceledger.models.calibration_store import find_calibration, model_of
 from faceledger.service.core import LOCAL_ACTOR, ServiceCore
 from faceledger.store.repository import CollectionRecord
 
@@ -34,6 +36,37 @@ class AdminOps(ServiceCore):
                 store_images=store_images,
                 tx=work.tx,
             )
+
+    def use_calibration(
+        self, name: str, calibration_id: str | None, *, actor: Actor = LOCAL_ACTOR
+    ) -> CollectionRecord:
+        """Move a collection's searches to another calibration version of its model (None:
+        back to the pack's shipped one). Audited with the ids before and after.
+
+        Raises:
+            NotFound: no such collection or calibration (shipped or in DATA/calibrations).
+            Conflict: the calibration was made for another model.
+        """
+        col, engine = self.collection_engine(name)
+        shipped = engine.pack.require_calibration()
+        target = (
+            shipped
+            if calibration_id is None
+            else find_calibration(calibration_id, shipped=shipped, roots=self.calibration_roots)
+        )
+        made_for = model_of(target)
+        if target is not shipped and made_for not in (col.model_id, "unknown"):
+            raise Conflict(
+                f"calibration {target.calibration_id} was made for {made_for}, but collection "
+                f"{name!r} holds embeddings of {col.model_id}"
+            )
+        request = {
+            "from": self.calibration_of(col, engine).calibration_id,
+            "to": target.calibration_id,
+        }
+        with self.audited(actor, "collection.calibration", collection=name, request=request) as w:
+            stored = None if target is shipped else target.calibration_id
+            return self.store.set_calibration(name, stored, tx=w.tx)
 
     def delete_collection(self, name: str, *, actor: Actor = LOCAL_ACTOR) -> None:
         """Erase a collection: its persons, faces, vectors and index files."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from faceledger.config import Settings
 from faceledger.engine import Engine
@@ -13,6 +14,7 @@ from faceledger.imaging import ImageLimits
 from faceledger.ledger.audit import Actor, Ledger
 from faceledger.ledger.keys import KeyStore
 from faceledger.models.calibration import Calibration
+from faceledger.models.calibration_store import find_calibration
 from faceledger.service.work import Auditor
 from faceledger.store import Store
 from faceledger.store.repository import CollectionRecord
@@ -86,10 +88,27 @@ class ServiceCore:
             )
         return col, engine
 
+    @property
+    def calibration_roots(self) -> list[Path]:
+        """Where calibration versions written by ``eval calibrate --write`` are found."""
+        return [self.settings.data / "calibrations"]
+
+    def calibration_of(self, col: CollectionRecord, engine: Engine) -> Calibration:
+        """The calibration a collection's searches use: the pack's shipped one, or the
+        version the collection was moved to (:meth:`AdminOps.use_calibration`).
+
+        Raises:
+            NotFound: the collection's calibration file is gone from the store.
+        """
+        shipped = engine.pack.require_calibration()
+        if col.calibration_id is None:
+            return shipped
+        return find_calibration(col.calibration_id, shipped=shipped, roots=self.calibration_roots)
+
     def calibration(self, collection: str) -> Calibration:
         """The calibration that turns a collection's similarities into false match rates."""
-        _, engine = self.collection_engine(collection)
-        return engine.pack.require_calibration()
+        col, engine = self.collection_engine(collection)
+        return self.calibration_of(col, engine)
 
     def threshold(self, collection: str, max_fmr: float | None = None) -> float:
         """The similarity threshold of a collection's pack for a stated false match rate."""

@@ -81,7 +81,7 @@ class SearchOps(ServiceCore):
         ) as work:
             faces = [engine.embed_aligned_face(image)] if aligned else engine.embed(image)
             faces = faces[: self.settings.max_faces_per_image]
-            cal = engine.pack.require_calibration()
+            cal = self.calibration_of(col, engine)
             found = operations.identify_gallery(
                 self.store,
                 col,
@@ -134,7 +134,7 @@ class SearchOps(ServiceCore):
             case_ref=case_ref,
             request=asked,
         ) as work:
-            cal = engine.pack.require_calibration()
+            cal = self.calibration_of(col, engine)
             found = operations.identify_gallery(self.store, col, queries, cal, top=top, max_fmr=fmr)
             work.request.update(
                 operations.decision_fields(
@@ -175,7 +175,7 @@ class SearchOps(ServiceCore):
             request={"mode": mode, "top": top, "max_fmr": fmr},
         ) as work:
             face = engine.embed_largest(image)
-            cal = engine.pack.require_calibration()
+            cal = self.calibration_of(col, engine)
             work.request.update(operations.decision_fields(cal, model_id=col.model_id, max_fmr=fmr))
             found = operations.similar(
                 self.store,
@@ -218,7 +218,7 @@ class SearchOps(ServiceCore):
             work.request["person"] = work.pseudonym(collection, person)
             face = engine.embed_largest(image)
             _, gallery = self.store.face_embeddings(collection, person)
-            cal = engine.pack.require_calibration()
+            cal = self.calibration_of(col, engine)
             match = operations.verify_person(
                 face.require_embedding(), person, gallery, cal, max_fmr=fmr
             )
@@ -300,7 +300,8 @@ class SearchOps(ServiceCore):
         ) as work:
             refs: list[GroupedFace] = []
             if collection is not None:
-                _, engine = self.collection_engine(collection)
+                col, engine = self.collection_engine(collection)
+                cal = self.calibration_of(col, engine)
                 ids, vectors, owners = self.store.collection_embeddings(collection)
                 refs = [
                     GroupedFace(image="", face_index=0, box=[], person=p, face_id=int(i))
@@ -309,6 +310,7 @@ class SearchOps(ServiceCore):
                 photo_ids = list(range(len(refs)))
             else:
                 engine = self.engine(model)
+                cal = engine.pack.require_calibration()
                 rows, photo_ids = [], []
                 for n, faces in enumerate(engine.embed_many(images)):
                     for k, f in enumerate(faces):
@@ -320,7 +322,6 @@ class SearchOps(ServiceCore):
                 vectors = (
                     np.stack(rows) if rows else np.zeros((0, engine.pack.embedding_dim), np.float32)
                 )
-            cal = engine.pack.require_calibration()
             grouping = operations.group(vectors, photo_ids, cal, max_fmr=max_fmr)
             work.request.update(
                 model_id=engine.pack.model_id,

@@ -68,6 +68,8 @@ class CollectionRecord:
     require_consent: bool
     store_images: bool
     created_at: datetime
+    calibration_id: str | None = None
+    """The calibration its searches use; None for the model pack's shipped one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +214,19 @@ class Store:
         with read_transaction(self._engine) as conn:
             rows = conn.execute(select(collections).order_by(collections.c.name)).all()
         return [_collection(r) for r in rows]
+
+    def set_calibration(
+        self, name: str, calibration_id: str | None, *, tx: Tx | None = None
+    ) -> CollectionRecord:
+        """Make a collection's searches use another calibration (None: the shipped one)."""
+        with self._write(tx) as t:
+            col = _collection_row(t.conn, name)
+            t.conn.execute(
+                update(collections)
+                .where(collections.c.id == col.id)
+                .values(calibration_id=calibration_id)
+            )
+            return _collection_row(t.conn, name)
 
     def delete_collection(self, name: str, *, tx: Tx | None = None) -> None:
         """Erase a collection with all its persons, faces, vectors and index files."""
@@ -777,6 +792,7 @@ def _collection(row: Row[Any]) -> CollectionRecord:
         require_consent=bool(m["require_consent"]),
         store_images=bool(m["store_images"]),
         created_at=_aware(m["created_at"]) or now(),
+        calibration_id=m["calibration_id"],
     )
 
 

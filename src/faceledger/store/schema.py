@@ -35,6 +35,8 @@ collections = Table(
     Column("store_images", Boolean, nullable=False, default=False),
     Column("vectors_pruned_through", Integer, nullable=False, default=0),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # The calibration searches use (None: the pack's shipped one); changed only on request.
+    Column("calibration_id", String(40), nullable=True),
 )
 
 persons = Table(

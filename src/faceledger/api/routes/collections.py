@@ -1,11 +1,11 @@
-"""Collections: create, list, get, delete."""
+"""Collections: create, list, get, choose a calibration, delete."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, status
 
 from faceledger.api.deps import AdminKey, CurrentKey, ServiceDep, actor_of
-from faceledger.api.schemas import CollectionCreate, CollectionPublic
+from faceledger.api.schemas import CalibrationChoice, CollectionCreate, CollectionPublic
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"])
 
@@ -32,6 +32,15 @@ def list_collections(service: ServiceDep, _: CurrentKey) -> list[CollectionPubli
 @router.get("/{collection}", response_model=CollectionPublic)
 def get_collection(collection: str, service: ServiceDep, _: CurrentKey) -> CollectionPublic:
     return CollectionPublic.model_validate(service.store.get_collection(collection))
+
+
+@router.put("/{collection}/calibration", response_model=CollectionPublic)
+def use_calibration(
+    collection: str, body: CalibrationChoice, service: ServiceDep, key: AdminKey
+) -> CollectionPublic:
+    """Move the collection's searches to another calibration version (recorded in the ledger)."""
+    col = service.use_calibration(collection, body.calibration_id, actor=actor_of(key))
+    return CollectionPublic.model_validate(col)
 
 
 @router.delete("/{collection}", status_code=status.HTTP_204_NO_CONTENT)
