@@ -121,6 +121,7 @@ def test_full_flow(server: Server, faces_dir: Path) -> None:
         assert strict["gallery"]["persons"] == 8 and strict["gallery"]["max_fpir"] == 1e-3
         assert strict["gallery"]["fpir"] <= 1e-3 and strict["max_fmr"] < 1.3e-4
         assert strict["max_fmr"] == strict["gallery"]["max_fmr"]
+        assert strict["gallery"]["max_fmr_for_fpir"]["0.001"] == strict["max_fmr"]
         assert result["gallery"]["max_fmr"] == 1e-4  # the default per-person rate
         similar = c.similar("bbt", bbt / "identities" / "sheldon" / "sheldon5.png", purpose="test")
         assert similar["similar"][0]["person"] == "sheldon"

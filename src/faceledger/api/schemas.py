@@ -154,6 +154,11 @@ class GalleryPublic(Out):
     max_fpir: float | None = Field(
         default=None, description="The gallery target the per-person rate was derived from."
     )
+    max_fmr_for_fpir: dict[str, float] = Field(
+        default_factory=dict,
+        description="The per-person max_fmr a caller would need for an expected FPIR of "
+        "0.1, 0.01 and 0.001 on this gallery.",
+    )
 
 
 class IdentifyResponse(BaseModel):

@@ -22,6 +22,10 @@ from faceledger.errors import InvalidArgument
 from faceledger.models.calibration import Aggregate, Calibration
 
 
+FPIR_TARGETS = (0.1, 0.01, 0.001)
+"""Gallery-level targets for which an identify answer states the per-person rate needed."""
+
+
 @dataclass(frozen=True, slots=True)
 class GalleryRates:
     """What a search of this gallery states: per person, and for the whole gallery."""
@@ -37,6 +41,11 @@ class GalleryRates:
     def max_fmr_for(self, fpir: float) -> float:
         """The per-person rate that would give this gallery the FPIR ``fpir``."""
         return max_fmr_for_fpir(self.persons, fpir)
+
+    @property
+    def max_fmr_for_fpir(self) -> dict[str, float]:
+        """The per-person rate a caller would need for each of :data:`FPIR_TARGETS`."""
+        return {f"{t:g}": self.max_fmr_for(t) for t in FPIR_TARGETS}
 
 
 def _check(rate: float, what: str) -> None:
