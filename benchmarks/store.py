@@ -47,6 +47,26 @@ def gallery(n: int, *, iid: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     return unit[0], unit[1], who
 
 
+def filled(store: Store, vectors: np.ndarray, batch: int) -> list[int]:
+    """Collection ``bench`` of ``store`` holding ``vectors`` as persons ``p<i // 4>``,
+    enrolled in bulk batches; the face ids in order."""
+    store.create_collection(
+        "bench",
+        model_pack="synthetic",
+        model_id="synthetic@1",
+        embedding_dim=512,
+        require_consent=False,
+    )
+    face_ids: list[int] = []
+    for lo in range(0, len(vectors), batch):
+        items = [
+            (f"p{i // 4}", NewFace(embedding=vectors[i]))
+            for i in range(lo, min(lo + batch, len(vectors)))
+        ]
+        face_ids += store.add_faces_bulk("bench", items)
+    return face_ids
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=100_000)
@@ -54,23 +74,10 @@ def main() -> None:
     parser.add_argument("--iid", action="store_true", help="independent random identities")
     args = parser.parse_args()
     vectors, probes, who = gallery(args.size, iid=args.iid)
-    face_ids: list[int] = []
     with tempfile.TemporaryDirectory(prefix="faceledger-store-") as tmp:
         store = Store(Path(tmp))
-        store.create_collection(
-            "bench",
-            model_pack="synthetic",
-            model_id="synthetic@1",
-            embedding_dim=512,
-            require_consent=False,
-        )
         start = time.perf_counter()
-        for lo in range(0, args.size, args.batch):
-            items = [
-                (f"p{i // 4}", NewFace(embedding=vectors[i]))
-                for i in range(lo, min(lo + args.batch, args.size))
-            ]
-            face_ids += store.add_faces_bulk("bench", items)
+        face_ids = filled(store, vectors, args.batch)
         enrol_seconds = time.perf_counter() - start
         store.close()
         db_bytes = sum(p.stat().st_size for p in Path(tmp).glob("faceledger.db*"))
