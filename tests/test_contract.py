@@ -48,6 +48,7 @@ SAMPLE_VALUES: dict[str, str] = {
     "rate_burst": "4",
     "retention_sweep_seconds": "3",
     "require_purpose": "false",
+    "console_session_seconds": "120",
     "signing_key_file": "/tmp/faceledger-contract-key/signing.key",
     "checkpoint_every_entries": "17",
     "checkpoint_every_seconds": "12.5",
@@ -74,6 +75,7 @@ EFFECT_TESTS: dict[str, str] = {
     "rate_burst": "test_rate_limit_burst",
     "retention_sweep_seconds": "tests/test_api.py::test_retention_erases_expired_person",
     "require_purpose": "test_error_codes_over_http",
+    "console_session_seconds": "tests/test_review.py::test_console_session_expires",
     "signing_key_file": "tests/test_ledger_proofs.py::"
     "test_signing_key_file_holds_the_key_outside_the_data_folder",
     "checkpoint_every_entries": "tests/test_ledger_proofs.py::"

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     retention_sweep_seconds: float = 60.0
     require_purpose: bool = True
     """Identify, similar and verify-against-person over HTTP refuse a request without a purpose."""
+    console_session_seconds: float = 8 * 3600.0
+    """A review console session ends this long after sign-in (sign-out ends it sooner)."""
     # -- ledger checkpoints ---------------------------------------------------------------
     signing_key_file: Path | None = None
     """Ed25519 key that signs ledger checkpoints (None: ``DATA/ledger-signing.key``). Keep it

@@ -7,7 +7,8 @@ seams, each a small mixin over :class:`~faceledger.service.core.ServiceCore`:
 - :mod:`~faceledger.service.persons`: persons and enrolment;
 - :mod:`~faceledger.service.search`: detect, identify, similar, verify, compare, group;
 - :mod:`~faceledger.service.media`: video indexing; :mod:`~faceledger.service.jobs` runs it
-  in the background; :mod:`~faceledger.service.retention` erases expired persons.
+  in the background; :mod:`~faceledger.service.retention` erases expired persons;
+- :mod:`~faceledger.service.review`: the review queue over search results, console sessions.
 
 Every operation runs as one audited unit of work (:mod:`~faceledger.service.work`).
 """
@@ -16,9 +17,10 @@ from faceledger.service.admin import AdminOps
 from faceledger.service.core import LOCAL_ACTOR, Progress, ServiceCore, local_actor
 from faceledger.service.media import MediaOps
 from faceledger.service.persons import PersonExport, PersonOps
+from faceledger.service.review import ReviewOps
 
 
-class FaceService(AdminOps, PersonOps, MediaOps):
+class FaceService(ReviewOps, AdminOps, PersonOps, MediaOps):
     """Collections, enrolment, search and media over one data directory."""
 
 

@@ -172,3 +172,83 @@ audit_witnesses = Table(
     Column("last_error", Text, nullable=True),
     Column("last_attempt", String(40), nullable=True),
 )
+
+
+# -- the review console (migration 0006_review) -----------------------------------------
+# A signed-in console session: the token's SHA-256 (never the token), its key, its CSRF
+# token, and when it ends; sign-out sets revoked_at, so a copied cookie stops working.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("key_id", String(32), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+# How a collection's search results become review items: mode always / above / never
+# (above: candidates whose stated false match rate is at most max_fmr), how many
+# independent reviewers must agree, and how long a decided item's probe crop is kept.
+review_settings = Table(
+    "review_settings",
+    metadata,
+    Column(
+        "collection_id", Integer, ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("mode", String(16), nullable=False),
+    Column("max_fmr", Float, nullable=True),
+    Column("reviewers", Integer, nullable=False),
+    Column("retain_days", Integer, nullable=False),
+)
+
+# One probe face offered as one candidate person. The row goes with the person (cascade)
+# and its probe crop is dropped once decided and past erase_after.
+review_items = Table(
+    "review_items",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "collection_id", Integer, ForeignKey("collections.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("person_id", Integer, ForeignKey("persons.id", ondelete="CASCADE"), nullable=False),
+    Column("face_id", Integer, nullable=True),  # the candidate's best matching face
+    Column("operation", String(32), nullable=False),
+    Column("similarity", Float, nullable=False),
+    Column("fmr", Float, nullable=False),
+    Column("quality", JSON, nullable=True),
+    Column("probe_crop", LargeBinary, nullable=True),  # JPEG; None once erased
+    Column("probe_embedding", LargeBinary, nullable=False),
+    Column("image_sha256", String(64), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("erase_after", DateTime(timezone=True), nullable=True),
+    Index("ix_review_items_status", "collection_id", "status", "id"),
+    Index("ix_review_items_person", "person_id"),
+    sqlite_autoincrement=True,
+)
+
+review_decisions = Table(
+    "review_decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("item_id", Integer, ForeignKey("review_items.id", ondelete="CASCADE"), nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("decision", String(16), nullable=False),
+    Column("note", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("item_id", "key_id", name="uq_review_decision_key"),
+)
+
+# "Not this person": probe faces a reviewer rejected for a person; never offered again.
+review_rejections = Table(
+    "review_rejections",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("person_id", Integer, ForeignKey("persons.id", ondelete="CASCADE"), nullable=False),
+    Column("embedding", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_review_rejections_person", "person_id"),
+)

@@ -1,0 +1,128 @@
+"""The review queue and console sessions at the service (real models, real faces)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from faceledger.config import Settings
+from faceledger.errors import Conflict, Unauthenticated
+from faceledger.ledger.audit import Actor
+from faceledger.ledger.keys import Role
+from faceledger.service import FaceService
+from faceledger.store.review import ReviewSettings
+from faceledger.store.schema import review_items
+
+BBT = "faceapi_bbt"
+
+
+def _enrol(service: FaceService, faces_dir: Path, people: list[str], **opts: object) -> None:
+    service.create_collection("bbt", require_consent=False, store_images=True)
+    if opts:
+        service.set_review_settings("bbt", ReviewSettings(**opts))  # type: ignore[arg-type]
+    for name in people:
+        images = sorted((faces_dir / BBT / "identities" / name).iterdir())[:3]
+        service.enroll("bbt", name, [p.read_bytes() for p in images], create_person=True)
+
+
+def _actor(service: FaceService, role: Role = Role.SEARCHER) -> Actor:
+    key = service.create_key(role, name=f"{role.value} reviewer").key
+    return Actor(key.id, key.role.value, key.name)
+
+
+def test_identify_queues_candidates_and_decisions_are_ledgered(
+    service: FaceService, faces_dir: Path
+) -> None:
+    _enrol(service, faces_dir, ["sheldon", "leonard", "penny"])
+    probe = sorted((faces_dir / BBT / "identities" / "sheldon").iterdir())[4]
+    [result] = service.identify("bbt", probe, purpose="review test")
+    assert result.candidates[0].person == "sheldon"
+    queue = service.review_queue()
+    assert [i.person for i in queue][:1] == ["sheldon"]
+    item = queue[0]
+    assert item.has_crop and service.review_crop(item.id)[:2] == b"\xff\xd8"  # a JPEG
+    assert item.similarity == pytest.approx(result.candidates[0].similarity)
+    reviewer = _actor(service)
+    decided = service.decide(item.id, "confirm", note="same ear shape", actor=reviewer)
+    assert decided.status == "confirmed" and decided.erase_after is not None
+    entry = service.ledger.entries()[-1]
+    assert entry["operation"] == "review.decide" and entry["key_id"] == reviewer.key_id
+    assert entry["request"]["item"] == item.id and entry["request"]["decision"] == "confirm"
+    assert entry["request"]["person"].startswith("p_") and "sheldon" not in str(entry)
+    assert all(i.id != item.id for i in service.review_queue())
+    with pytest.raises(Conflict):
+        service.decide(item.id, "reject", actor=reviewer)
+
+
+def test_a_rejected_pairing_is_not_offered_again(service: FaceService, faces_dir: Path) -> None:
+    _enrol(service, faces_dir, ["howard", "raj"])
+    probe = (faces_dir / BBT / "identities" / "raj").iterdir().__next__().read_bytes()
+    service.identify("bbt", probe, purpose="review test", max_fmr=0.5)
+    items = service.review_queue()
+    assert items
+    for item in items:
+        service.decide(item.id, "reject", actor=_actor(service))
+    service.identify("bbt", probe, purpose="review test", max_fmr=0.5)
+    assert service.review_queue() == []  # the same probe face is never offered as them again
+
+
+def test_two_reviewers_must_agree(service: FaceService, faces_dir: Path) -> None:
+    _enrol(service, faces_dir, ["amy", "penny"], reviewers=2)
+    probe = sorted((faces_dir / BBT / "identities" / "amy").iterdir())[4]
+    service.identify("bbt", probe, purpose="review test")
+    first, second, third = (_actor(service) for _ in range(3))
+    [item, *_] = service.review_queue()
+    assert service.decide(item.id, "confirm", actor=first).status == "open"
+    with pytest.raises(Conflict):  # the same key cannot be the second reviewer
+        service.decide(item.id, "confirm", actor=first)
+    assert service.decide(item.id, "confirm", actor=second).status == "confirmed"
+    service.identify("bbt", sorted((faces_dir / BBT / "identities" / "amy").iterdir())[3])
+    [other, *_] = service.review_queue()
+    service.decide(other.id, "confirm", actor=first)
+    disputed = service.decide(other.id, "reject", actor=third)
+    assert disputed.status == "disputed" and len(disputed.decisions) == 2
+    assert other.id in [i.id for i in service.review_queue()]  # disagreements stay shown
+
+
+def test_review_items_are_erased_with_the_person(service: FaceService, faces_dir: Path) -> None:
+    _enrol(service, faces_dir, ["stuart", "bernadette"])
+    probe = sorted((faces_dir / BBT / "identities" / "stuart").iterdir())[4]
+    service.identify("bbt", probe, purpose="review test")
+    [item, *_] = service.review_queue()
+    assert item.person == "stuart"
+    service.decide(item.id, "reject", actor=_actor(service))
+    service.delete_person("bbt", "stuart")
+    with service.store.engine.connect() as conn:
+        rows = conn.execute(review_items.select()).all()
+    assert all(r.person_id != item.person_id for r in rows)
+
+
+def test_decided_crops_are_dropped_after_retention(service: FaceService, faces_dir: Path) -> None:
+    _enrol(service, faces_dir, ["leonard"], retain_days=0)
+    probe = sorted((faces_dir / BBT / "identities" / "leonard").iterdir())[4]
+    service.identify("bbt", probe, purpose="review test")
+    [item] = service.review_queue()
+    service.decide(item.id, "unsure", actor=_actor(service))
+    assert service.purge_reviews() == 1
+    assert service.review_crop(item.id) is None
+
+
+def test_console_session_expires(tmp_path: Path) -> None:
+    svc = FaceService(Settings(data=tmp_path / "data", console_session_seconds=1))
+    try:
+        issued = svc.create_key(Role.AUDITOR, name="a")
+        session = svc.sign_in(issued.secret)
+        assert svc.console_session(session.token).key.id == issued.key.id
+        time.sleep(1.1)
+        with pytest.raises(Unauthenticated):
+            svc.console_session(session.token)
+        again = svc.sign_in(issued.secret)
+        svc.sign_out(again.token)
+        with pytest.raises(Unauthenticated):  # signed out: the cookie is dead server-side
+            svc.console_session(again.token)
+        with pytest.raises(Unauthenticated):
+            svc.sign_in("fl_not_a_key")
+    finally:
+        svc.close()
