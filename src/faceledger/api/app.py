@@ -16,6 +16,7 @@ from faceledger.api import openapi, problems
 from faceledger.api.limits import BodyLimit, Metrics, Timeout
 from faceledger.api.ratelimit import RateLimiter
 from faceledger.api.routes import audit, collections, health, keys, persons, search, videos
+from faceledger.api.ui import install as install_console
 from faceledger.config import Settings
 from faceledger.ledger.audit import Actor
 from faceledger.ledger.keys import Role
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         videos.router,
     ):
         app.include_router(router)
+    install_console(app)  # the review console at /ui (server-rendered pages)
     app.add_middleware(Timeout, seconds=settings.request_timeout)
     app.add_middleware(
         BodyLimit,

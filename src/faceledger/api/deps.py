@@ -39,15 +39,25 @@ def get_key(
 CurrentKey = Annotated[ApiKey, Depends(get_key)]
 
 
+def check_role(key: ApiKey, *roles: Role) -> ApiKey:
+    """``key`` if its role is one of ``roles`` (admin always); the one role check of the
+    API and the console.
+
+    Raises:
+        Forbidden: another role.
+    """
+    allowed = {Role.ADMIN, *roles}
+    if key.role not in allowed:
+        needs = ", ".join(sorted(r.value for r in allowed))
+        raise Forbidden(f"role {key.role.value!r} may not do this; needs one of: {needs}")
+    return key
+
+
 def require(*roles: Role) -> Callable[[ApiKey], ApiKey]:
     """A dependency admitting keys of ``roles`` (admin always)."""
-    allowed = {Role.ADMIN, *roles}
 
     def check(key: CurrentKey) -> ApiKey:
-        if key.role not in allowed:
-            needs = ", ".join(sorted(r.value for r in allowed))
-            raise Forbidden(f"role {key.role.value!r} may not do this; needs one of: {needs}")
-        return key
+        return check_role(key, *roles)
 
     return check
 
