@@ -1,0 +1,408 @@
+"""The review console in a real headless Chromium (Debian's) against a real server process.
+
+The tests run in order on one server: the cast is enrolled from the people page, a group
+photo is identified over the API, and the queue, decisions, ledger, two-reviewer rule,
+merge and split, roles, CSRF, escaping, sign-out, keyboard use and accessibility are
+checked in the browser. Screenshots go to ``.cache/console-screenshots/`` (not committed).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+
+from faceledger import Client
+from tests.test_api import Server, start_server, stop_server
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SHOTS = Path(__file__).resolve().parents[1] / ".cache" / "console-screenshots"
+CAST = ["amy", "bernadette", "howard", "leonard", "penny", "raj", "sheldon", "stuart"]
+SCRIPT = "<script>alert(1)</script>"  # refused as a name ('/'), echoed in the refusal
+XSS = "<img src=x onerror=alert(1)><script>alert(2)<\\script>"  # a valid name
+
+
+@dataclass
+class Console:
+    server: Server
+    browser: Browser
+    keys: dict[str, str]
+    faces: Path
+    dialogs: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def sign_in(self, who: str) -> Page:
+        """A fresh browser context signed in with the key of ``who``."""
+        context = self.browser.new_context()
+        page = context.new_page()
+        page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        page.goto(f"{self.url}/ui/sign-in")
+        page.get_by_label("API key").fill(self.keys[who])
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(re.compile(r"/ui/review$"))
+        return page
+
+
+def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def csrf_of(page: Page) -> str:
+    return str(page.locator("input[name=csrf]").first.get_attribute("value"))
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def console(
+    tmp_path_factory: pytest.TempPathFactory, faces_dir: Path, playwright: Playwright
+) -> Iterator[Console]:
+    data = tmp_path_factory.mktemp("console") / "data"
+    server = start_server(data, FACELEDGER_RATE_LIMIT="0")
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    try:
+        headers = {"X-API-Key": server.admin_key}
+        body = {"name": "bbt", "store_images": True, "require_consent": True}
+        httpx.post(f"{server.url}/v1/collections", json=body, headers=headers).raise_for_status()
+        keys = {"admin": server.admin_key}
+        with server.client() as admin:
+            for who, role in (
+                ("enroller", "enroller"),
+                ("searcher", "searcher"),
+                ("second", "searcher"),
+                ("third", "searcher"),
+                ("auditor", "auditor"),
+            ):
+                keys[who] = admin.create_key(role, name=who)["key"]
+        yield Console(server, browser, keys, faces_dir / "faceapi_bbt")
+    finally:
+        browser.close()
+        stop_server(server)
+
+
+def test_sign_in_sets_a_strict_http_only_cookie(console: Console) -> None:
+    page = console.sign_in("admin")
+    [cookie] = [c for c in page.context.cookies() if c["name"] == "fl_session"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/ui"
+    assert not cookie["secure"]  # plain HTTP here; over TLS it is Secure (test below)
+    assert page.evaluate("document.cookie") == ""  # no script can read it
+    page.context.close()
+    bad = console.browser.new_page()
+    bad.goto(f"{console.url}/ui/sign-in")
+    bad.get_by_label("API key").fill("fl_not_a_key")
+    bad.get_by_role("button", name="Sign in").click()
+    assert "Unknown or revoked API key" in bad.locator("[role=alert]").inner_text()
+    shot(bad, "sign-in")
+    bad.close()
+
+
+def test_enrol_the_cast_from_the_people_page(console: Console) -> None:
+    page = console.sign_in("enroller")
+    for name in CAST:
+        page.goto(f"{console.url}/ui/people/bbt")
+        page.get_by_label("Person (new or existing)").fill(name)
+        page.get_by_label("Consent reference").fill(f"consent form {name}")
+        photos = sorted((console.faces / "identities" / name).iterdir())[:4]
+        page.get_by_label("Photos").set_input_files([str(p) for p in photos])
+        page.get_by_role("button", name="Enrol", exact=True).click()
+        assert page.locator("ul.outcome li", has_text="enrolled as face").count() == 4, name
+    page.goto(f"{console.url}/ui/people/bbt")
+    assert page.locator("table.persons tbody tr").count() == len(CAST)
+    shot(page, "people")
+    page.get_by_role("link", name="sheldon").click()
+    assert page.locator("table.faces img").count() == 4
+    assert page.evaluate(
+        "[...document.querySelectorAll('table.faces img')].every(i => i.naturalWidth > 0)"
+    )
+    shot(page, "person")
+    page.context.close()
+
+
+def _identify(console: Console, image: Path) -> list[str]:
+    with Client(console.url, console.keys["searcher"]) as c:
+        result = c.identify("bbt", image, purpose="console test", case="C-16")
+    return [f["candidates"][0]["person"] for f in result["faces"] if f["candidates"]]
+
+
+def test_identify_fills_the_queue_and_decisions_reach_the_ledger(console: Console) -> None:
+    found = _identify(console, console.faces / "group" / "bbt1.jpg")
+    assert found
+    page = console.sign_in("searcher")
+    rows = page.locator("table.queue tr.item")
+    assert rows.count() >= len(found) >= 2
+    assert page.evaluate(
+        "[...document.querySelectorAll('img.crop')].every(i => i.complete && i.naturalWidth > 0)"
+    )
+    shot(page, "queue")
+    first, second = (rows.nth(i).get_attribute("data-item") for i in range(2))
+
+    # Keyboard only: Tab to the decision, Space to choose "confirm", type a note, Enter.
+    page.goto(f"{console.url}/ui/review/{first}")
+    shot(page, "item")
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.name") == "decision":
+            break
+    page.keyboard.press("Space")
+    assert page.evaluate("document.activeElement.value") == "confirm"
+    page.keyboard.press("Tab")
+    page.keyboard.type("same face, checked by keyboard")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(rf"done={first}"))
+
+    page.goto(f"{console.url}/ui/review/{second}")
+    page.get_by_label("Reject: not this person").check()
+    page.get_by_label("Note (optional)").fill("different person")
+    page.get_by_role("button", name="Record decision").click()
+    page.wait_for_url(re.compile(rf"done={second}"))
+    assert page.locator(f"tr.item[data-item='{first}']").count() == 0
+    assert page.locator(f"tr.item[data-item='{second}']").count() == 0
+    page.context.close()
+
+    audit = console.sign_in("auditor")
+    audit.goto(f"{console.url}/ui/audit?operation=review.decide")
+    assert audit.locator("tr[data-op='review.decide']").count() == 2
+    assert "Verified" in audit.locator("#verification").inner_text()
+    shot(audit, "audit")
+    audit.locator("tr[data-op='review.decide'] a").last.click()
+    detail = audit.locator("main").inner_text()
+    assert '"decision": "reject"' in detail and '"note": "different person"' in detail
+    assert re.search(r'"person": "p_[0-9a-f]+"', detail)
+    assert not any(name in detail for name in CAST)  # the ledger names no one
+    audit.context.close()
+
+
+def _decide(page: Page, url: str, item: str, label: str) -> str:
+    page.goto(f"{url}/ui/review/{item}")
+    page.get_by_label(label).check()
+    page.get_by_role("button", name="Record decision").click()
+    page.goto(f"{url}/ui/review/{item}")
+    return page.locator("#status").inner_text()
+
+
+def test_a_two_reviewer_collection_confirms_only_when_a_second_key_agrees(
+    console: Console,
+) -> None:
+    admin = console.sign_in("admin")
+    admin.goto(f"{console.url}/ui/people/bbt")
+    admin.get_by_label("Reviewers who must agree").select_option("2")
+    admin.locator("#review-settings button").click()
+    admin.context.close()
+    before = {  # items still waiting from the earlier search
+        i.get_attribute("data-item") for i in console.sign_in("searcher").locator("tr.item").all()
+    }
+    assert _identify(console, console.faces / "group" / "bbt2.jpg")
+    first, second, third = (console.sign_in(k) for k in ("searcher", "second", "third"))
+    items = [
+        i.get_attribute("data-item")
+        for i in first.locator("tr.item").all()
+        if i.get_attribute("data-item") not in before
+    ]
+    assert len(items) >= 2
+    agreed, disputed = str(items[0]), str(items[1])
+    confirm = "Confirm: this is"
+    assert _decide(first, console.url, agreed, confirm) == "open"  # one review is not enough
+    assert first.locator("form.decide").count() == 0  # the same key cannot review twice
+    assert _decide(second, console.url, agreed, confirm) == "confirmed"
+    assert _decide(first, console.url, disputed, confirm) == "open"
+    assert _decide(third, console.url, disputed, "Reject: not this person") == "disputed"
+    assert "The reviewers disagree" in third.locator("main").inner_text()
+    assert third.locator("ul.decisions li").count() == 2
+    shot(third, "disputed")
+    third.goto(f"{console.url}/ui/review")
+    assert third.locator(f"tr.item[data-item='{disputed}']").count() == 1  # still shown
+    for page in (first, second, third):
+        page.context.close()
+
+
+def test_merge_two_persons_and_split_a_face_off(console: Console) -> None:
+    page = console.sign_in("enroller")
+    page.goto(f"{console.url}/ui/people/bbt")
+    page.get_by_label("Move every face of").select_option("stuart")
+    page.get_by_label("into").select_option("raj")
+    page.get_by_role("button", name="Merge").click()
+    assert page.locator("#person-name").inner_text() == "raj"
+    assert page.locator("table.faces tbody tr").count() == 8
+    face = page.locator("table.faces tbody tr").last.get_attribute("data-face")
+    row = page.locator(f"tr[data-face='{face}']")
+    row.get_by_label("Person").fill("stuart")
+    row.get_by_label("Consent (if new)").fill("consent form stuart")
+    row.get_by_role("button", name=f"Move face {face}").click()
+    assert page.locator("#person-name").inner_text() == "stuart"
+    assert page.locator("table.faces tbody tr").count() == 1
+    page.goto(f"{console.url}/ui/people/bbt/person?name=raj")
+    assert page.locator("table.faces tbody tr").count() == 7
+    page.context.close()
+    with Client(console.url, console.keys["auditor"]) as c:
+        ops = [e["operation"] for e in c.audit(limit=1000)["entries"]]
+    assert "person.merge" in ops and "face.move" in ops
+
+
+def _post(page: Page, path: str, form: dict[str, str]) -> int:
+    return page.request.post(f"{page.url.split('/ui')[0]}{path}", form=form).status
+
+
+def test_each_role_can_do_what_its_key_may_and_nothing_more(console: Console) -> None:
+    searcher = console.sign_in("searcher")
+    token = csrf_of(searcher)
+    searcher.goto(f"{console.url}/ui/people/bbt")
+    assert "may not do this" in searcher.locator("[role=alert]").inner_text()
+    form = {"csrf": token, "name": "amy", "confirm": "amy"}
+    assert _post(searcher, "/ui/people/bbt/delete-person", form) == 403  # cannot delete
+    searcher.goto(f"{console.url}/ui/audit")
+    assert "may not do this" in searcher.locator("[role=alert]").inner_text()
+    auditor = console.sign_in("auditor")
+    assert "may not do this" in auditor.locator("[role=alert]").inner_text()  # no queue
+    auditor.goto(f"{console.url}/ui/audit")
+    token = csrf_of(auditor)
+    photo = sorted((console.faces / "identities" / "amy").iterdir())[4]
+    refused = auditor.request.post(
+        f"{console.url}/ui/people/bbt/enrol",
+        multipart={
+            "csrf": token,
+            "name": "intruder",
+            "consent": "none",
+            "photos": {"name": photo.name, "mimeType": "image/png", "buffer": photo.read_bytes()},
+        },
+    )
+    assert refused.status == 403 and "may not do this" in refused.text()  # cannot enrol
+    enroller = console.sign_in("enroller")
+    enroller.goto(f"{console.url}/ui/people/bbt")
+    assert _post(enroller, "/ui/people/bbt/delete-person", {"name": "amy", "confirm": "amy"}) == 403
+    enroller.goto(f"{console.url}/ui/people/bbt/person?name=amy")
+    assert enroller.locator("#person-name").inner_text() == "amy"  # nothing was erased
+    enroller.goto(f"{console.url}/ui/audit")
+    assert "may not do this" in enroller.locator("[role=alert]").inner_text()
+    for page in (searcher, auditor, enroller):
+        page.context.close()
+
+
+def test_a_script_in_a_name_is_shown_as_text(console: Console) -> None:
+    page = console.sign_in("enroller")
+    photo = console.faces / "expressions" / "happy.jpg"
+    page.goto(f"{console.url}/ui/people/bbt")
+    page.get_by_label("Person (new or existing)").fill(SCRIPT)
+    page.get_by_label("Consent reference").fill("consent form")
+    page.get_by_label("Photos").set_input_files(str(photo))
+    page.get_by_role("button", name="Enrol", exact=True).click()
+    assert SCRIPT in page.locator("[role=alert]").inner_text()  # the refusal, as text
+    page.goto(f"{console.url}/ui/people/bbt")
+    page.get_by_label("Person (new or existing)").fill(XSS)
+    page.get_by_label("Consent reference").fill("consent <b>form</b>")
+    page.get_by_label("Photos").set_input_files(str(photo))
+    page.get_by_role("button", name="Enrol", exact=True).click()
+    assert page.get_by_role("heading", name=f"Enrolment of {XSS}").count() == 1
+    page.goto(f"{console.url}/ui/people/bbt")
+    assert page.get_by_role("link", name=XSS).count() == 1
+    page.get_by_role("link", name=XSS).click()
+    assert page.locator("#person-name").inner_text() == XSS
+    assert page.locator("img[src=x]").count() == 0  # no element was injected
+    page.context.close()
+    found = _identify(console, photo)
+    assert XSS in found
+    reviewer = console.sign_in("second")
+    assert reviewer.locator("tr.item", has_text=XSS).count() >= 1
+    reviewer.locator("tr.item a", has_text=XSS).first.click()
+    assert reviewer.get_by_role("heading", name=f"Is this {XSS}?").count() == 1
+    reviewer.wait_for_timeout(300)
+    assert console.dialogs == []  # no alert() ran anywhere
+    reviewer.context.close()
+
+
+def test_a_form_without_its_csrf_token_is_refused(console: Console) -> None:
+    page = console.sign_in("enroller")
+    page.goto(f"{console.url}/ui/people/bbt")
+    page.evaluate("document.querySelector('#merge input[name=csrf]').remove()")
+    page.get_by_label("Move every face of").select_option("amy")
+    page.get_by_label("into").select_option("penny")
+    page.get_by_role("button", name="Merge").click()
+    assert "CSRF token is missing or wrong" in page.locator("[role=alert]").inner_text()
+    page.goto(f"{console.url}/ui/people/bbt/person?name=amy")
+    assert page.locator("#person-name").inner_text() == "amy"  # nothing was merged
+    page.context.close()
+
+
+def test_sign_out_invalidates_the_session(console: Console) -> None:
+    page = console.sign_in("searcher")
+    [cookie] = [c for c in page.context.cookies() if c["name"] == "fl_session"]
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(re.compile(r"/ui/sign-in$"))
+    page.context.close()
+    replay = console.browser.new_context()
+    replay.add_cookies([cookie])  # a copy of the cookie taken before signing out
+    stolen = replay.new_page()
+    stolen.goto(f"{console.url}/ui/review")
+    assert stolen.url.endswith("/ui/sign-in")
+    replay.close()
+
+
+def test_the_pages_pass_an_accessibility_check(console: Console) -> None:
+    page = console.sign_in("admin")
+    axe = Axe()
+    pages = {
+        "sign-in": "/ui/sign-in",
+        "queue": "/ui/review",
+        "item": "/ui/review/1",
+        "people": "/ui/people/bbt",
+        "person": "/ui/people/bbt/person?name=amy",
+        "collections": "/ui/people",
+        "audit": "/ui/audit",
+        "entry": "/ui/audit/1",
+        "accuracy": "/ui/accuracy",
+    }
+    problems = {}
+    for name, path in pages.items():
+        page.goto(f"{console.url}{path}")
+        if name in ("queue", "accuracy", "collections", "entry"):
+            shot(page, name)
+        result = axe.run(page)
+        if result.violations_count:
+            problems[name] = [v["id"] for v in result.response["violations"]]
+    assert problems == {}
+    page.context.close()
+
+
+def test_the_session_cookie_is_secure_over_tls(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from faceledger.api.app import create_app
+    from faceledger.config import Settings
+
+    app = create_app(Settings(data=tmp_path / "data"))
+    with TestClient(app, base_url="https://console.test") as client:
+        key = (tmp_path / "data" / "admin.key").read_text().strip()
+        form = client.get("/ui/sign-in").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+        assert csrf is not None
+        answer = client.post(
+            "/ui/sign-in", data={"key": key, "csrf": csrf.group(1)}, follow_redirects=False
+        )
+    assert answer.status_code == 303
+    cookie = answer.headers["set-cookie"]
+    assert "fl_session=" in cookie and "Secure" in cookie and "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
