@@ -406,3 +406,31 @@ def test_the_session_cookie_is_secure_over_tls(tmp_path: Path) -> None:
     cookie = answer.headers["set-cookie"]
     assert "fl_session=" in cookie and "Secure" in cookie and "HttpOnly" in cookie
     assert "SameSite=strict" in cookie
+
+
+def test_name_an_unknown_cluster_from_group(console: Console, faces_dir: Path) -> None:
+    johns = sorted((faces_dir / "dlib_examples" / "johns").glob("*/*.jpg"))
+    person_of = {p.name: p.parent.name for p in johns}
+    page = console.sign_in("admin")
+    page.goto(f"{console.url}/ui/unknown")
+    page.get_by_label("Photos to group by person").set_input_files([str(p) for p in johns])
+    page.get_by_label("Purpose").fill("console test: unknown faces")
+    page.get_by_role("button", name="Group faces").click()
+    clusters = page.locator("section.cluster")
+    assert clusters.count() >= 5
+    shot(page, "unknown")
+    first = clusters.first
+    sources = [
+        str(i.get_attribute("alt")).removeprefix("Face from ").split(". ", 1)[1]
+        for i in first.locator("img").all()
+    ]
+    assert len({person_of[s] for s in sources}) == 1  # one John per cluster
+    first.get_by_label("belongs").last.uncheck()  # mark one face as not belonging
+    first.get_by_label("Collection").select_option("bbt")
+    first.get_by_label("Name (new or existing person)").fill("first john")
+    first.get_by_label("Consent reference").fill("consent form john")
+    first.get_by_role("button", name="Name unknown person 1").click()
+    assert page.locator("ul.outcome li", has_text="enrolled as face").count() == len(sources) - 1
+    page.goto(f"{console.url}/ui/people/bbt/person?name=first%20john")
+    assert page.locator("table.faces tbody tr").count() == len(sources) - 1
+    page.context.close()
