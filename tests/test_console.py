@@ -434,3 +434,27 @@ def test_name_an_unknown_cluster_from_group(console: Console, faces_dir: Path) -
     page.goto(f"{console.url}/ui/people/bbt/person?name=first%20john")
     assert page.locator("table.faces tbody tr").count() == len(sources) - 1
     page.context.close()
+
+
+def test_erase_a_person_after_confirmation(console: Console) -> None:
+    assert "leonard" in _identify(
+        console, console.faces / "identities" / "leonard" / "leonard5.png"
+    )
+    queued = console.sign_in("searcher")
+    leonard_items = queued.locator("tr.item[data-person='leonard']").count()
+    queued.context.close()
+    page = console.sign_in("enroller")
+    page.goto(f"{console.url}/ui/people/bbt/person?name=leonard")
+    page.get_by_label("Type the name to confirm").fill("leo")
+    page.get_by_role("button", name="Erase person").click()
+    assert "type the person's name" in page.locator("[role=alert]").inner_text()
+    page.goto(f"{console.url}/ui/people/bbt/person?name=leonard")
+    page.get_by_label("Type the name to confirm").fill("leonard")
+    page.get_by_role("button", name="Erase person").click()
+    page.wait_for_url(re.compile(r"/ui/people/bbt$"))
+    assert page.get_by_role("link", name="leonard", exact=True).count() == 0
+    page.context.close()
+    after = console.sign_in("searcher")
+    assert after.locator("tr.item[data-person='leonard']").count() == 0
+    after.context.close()
+    assert leonard_items >= 1  # their review items (and probe crops) went with them

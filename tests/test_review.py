@@ -126,3 +126,25 @@ def test_console_session_expires(tmp_path: Path) -> None:
             svc.sign_in("fl_not_a_key")
     finally:
         svc.close()
+
+
+def test_similar_and_verify_queue_and_the_collection_setting_decides(
+    service: FaceService, faces_dir: Path
+) -> None:
+    _enrol(service, faces_dir, ["howard", "penny"])
+    penny = sorted((faces_dir / BBT / "identities" / "penny").iterdir())[4]
+    match = service.verify("bbt", penny, "penny", purpose="review test")
+    assert match.same_person
+    [item] = service.review_queue()
+    assert (item.operation, item.person, item.face_id) == ("verify", "penny", None)
+    service.similar("bbt", penny, purpose="review test")
+    assert {i.operation for i in service.review_queue()} == {"verify", "similar"}
+    before = len(service.review_queue())
+    service.set_review_settings("bbt", ReviewSettings(mode="never"))
+    service.identify("bbt", penny, purpose="review test")
+    assert len(service.review_queue()) == before
+    service.set_review_settings("bbt", ReviewSettings(mode="above", max_fmr=1e-30))
+    service.identify("bbt", penny, purpose="review test")  # no candidate is that certain
+    assert len(service.review_queue()) == before
+    entry = service.ledger.entries()[-2]
+    assert entry["operation"] == "review.settings" and entry["request"]["mode"] == "above"

@@ -195,6 +195,15 @@ class ReviewStore:
             )
         )
 
+    def rejection_count(self, person_id: int) -> int:
+        """How many probe faces reviewers rejected as this person."""
+        with self._read(None) as conn:
+            return len(
+                conn.execute(
+                    select(review_rejections.c.id).where(review_rejections.c.person_id == person_id)
+                ).all()
+            )
+
     def _query(self) -> Any:
         return (
             select(review_items, persons.c.name, persons.c.pseudonym, collections.c.name)

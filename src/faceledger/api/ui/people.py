@@ -57,12 +57,14 @@ def persons(
 def person(
     request: Request, collection: str, name: str, service: ServiceDep, session: EnrollerPage
 ) -> Response:
+    record = service.store.get_person(collection, name)
     return page(
         request,
         "person.html",
         {
             "col": service.store.get_collection(collection),
-            "person": service.store.get_person(collection, name),
+            "person": record,
+            "rejected": service.reviews.rejection_count(record.id),
             "faces": service.store.list_faces(collection, name),
             "others": [
                 p.name for p in service.store.list_persons(collection, limit=1000) if p.name != name
