@@ -17,6 +17,7 @@ import pytest
 from faceledger.config import Settings
 from faceledger.engine import Engine
 from faceledger.service import FaceService
+from tests.pg import any_store, db_url, postgres  # noqa: F401  (fixtures for every module)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 IN_CI = bool(os.environ.get("CI"))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy
 
 from faceledger import Client
 from faceledger.errors import Forbidden, NotFound, PurposeRequired, Unauthenticated
@@ -34,6 +35,12 @@ class Server:
     data: Path
     admin_key: str
     proc: subprocess.Popen[bytes]
+    db_url: str | None = None
+    """The server's database (None: SQLite in ``data``)."""
+
+    def database(self) -> sqlalchemy.Engine:
+        """A second connection to the server's database, for checking what it stored."""
+        return sqlalchemy.create_engine(self.db_url or f"sqlite:///{self.data / 'faceledger.db'}")
 
     def client(self, key: str | None = None) -> Client:
         return Client(self.url, key or self.admin_key)
@@ -71,7 +78,8 @@ def start_server(data: Path, **env: str) -> Server:
         raise RuntimeError("server did not start")
     key_file = data / "admin.key"
     assert key_file.stat().st_mode & 0o777 == 0o600
-    return Server(url, data, key_file.read_text().strip(), proc)
+    db_url = env.get("FACELEDGER_DB_URL", __import__("os").environ.get("FACELEDGER_DB_URL"))
+    return Server(url, data, key_file.read_text().strip(), proc, db_url)
 
 
 def stop_server(server: Server) -> None:
@@ -79,10 +87,16 @@ def stop_server(server: Server) -> None:
     server.proc.wait(timeout=30)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """A server on each store in turn (SQLite in its data folder, then PostgreSQL)."""
     data = tmp_path_factory.mktemp("api") / "data"
-    srv = start_server(data, FACELEDGER_RETENTION_SWEEP_SECONDS="1", FACELEDGER_RATE_LIMIT="0")
+    env = {"FACELEDGER_RETENTION_SWEEP_SECONDS": "1", "FACELEDGER_RATE_LIMIT": "0"}
+    if request.param == "postgres":
+        env["FACELEDGER_DB_URL"] = request.getfixturevalue("postgres").new_database()
+    srv = start_server(data, **env)
     yield srv
     stop_server(srv)
 
@@ -355,19 +369,17 @@ def test_retention_erases_expired_person(server: Server, faces_dir: Path) -> Non
             e["request"]["person"] == penny and e["request"]["reason"] == "retention expired"
             for e in erasures
         )
-    with sqlite3.connect(server.data / "faceledger.db") as db:
+    engine = server.database()
+    with engine.connect() as db:
         query = (
             "select count(*) from persons"
             " join collections on collections.id = persons.collection_id"
             " where persons.name = 'penny' and collections.name = 'retention'"
         )
-        assert db.execute(query).fetchone()[0] == 0
-        assert (
-            db.execute(
-                "select count(*) from faces where person_id not in (select id from persons)"
-            ).fetchone()[0]
-            == 0
-        )
+        assert db.scalar(sqlalchemy.text(query)) == 0
+        orphans = "select count(*) from faces where person_id not in (select id from persons)"
+        assert db.scalar(sqlalchemy.text(orphans)) == 0
+    engine.dispose()
 
 
 def test_unauthenticated_client_errors(server: Server) -> None:

@@ -31,8 +31,8 @@ def unit(seed: int) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-def new_store(path: Path, **kw: object) -> Store:
-    store = Store(path, **kw)  # type: ignore[arg-type]
+def new_store(path: Path, db_url: str | None, **kw: object) -> Store:
+    store = Store(path, database_url=db_url, **kw)  # type: ignore[arg-type]
     try:
         store.get_collection("c")
     except NotFound:
@@ -67,7 +67,7 @@ CHILD = textwrap.dedent(
         v = np.random.default_rng(seed).normal(size=512).astype(np.float32)
         return v / np.linalg.norm(v)
 
-    store = Store(sys.argv[1], save_every=int(sys.argv[3]))
+    store = Store(sys.argv[1], save_every=int(sys.argv[3]), database_url=sys.argv[4] or None)
     try:
         store.get_collection("c")
     except NotFound:
@@ -93,14 +93,16 @@ def read_lines(proc: subprocess.Popen[str], into: list[str]) -> None:
     into.extend(iter(proc.stdout.readline, ""))
 
 
-def test_sigkill_during_bulk_enrolment_loses_nothing_acknowledged(tmp_path: Path) -> None:
+def test_sigkill_during_bulk_enrolment_loses_nothing_acknowledged(
+    tmp_path: Path, db_url: str | None
+) -> None:
     data = tmp_path / "data"
     acknowledged: dict[int, int] = {}
     rng = random.Random(1)
     seed = 0
     for round_ in range(5):
         proc = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(data), str(seed), "40"],
+            [sys.executable, "-c", CHILD, str(data), str(seed), "40", db_url or ""],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -122,7 +124,7 @@ def test_sigkill_during_bulk_enrolment_loses_nothing_acknowledged(tmp_path: Path
             elif len(parts) == 2:
                 acknowledged[int(parts[0])] = int(parts[1])
         assert acknowledged, f"round {round_}: the child acknowledged nothing"
-        store = Store(data, save_every=40)
+        store = Store(data, save_every=40, database_url=db_url)
         try:
             assert_consistent(store, acknowledged)
             deleted = [int(ln.split()[1]) for ln in lines if ln.startswith("deleted")]
@@ -133,9 +135,11 @@ def test_sigkill_during_bulk_enrolment_loses_nothing_acknowledged(tmp_path: Path
         seed += 100_000
 
 
-def test_concurrent_threads_and_processes_enrol_and_search(tmp_path: Path) -> None:
+def test_concurrent_threads_and_processes_enrol_and_search(
+    tmp_path: Path, db_url: str | None
+) -> None:
     data = tmp_path / "data"
-    new_store(data).close()
+    new_store(data, db_url).close()
     worker = textwrap.dedent(
         """
         import sys
@@ -144,7 +148,7 @@ def test_concurrent_threads_and_processes_enrol_and_search(tmp_path: Path) -> No
         def unit(seed):
             v = np.random.default_rng(seed).normal(size=512).astype(np.float32)
             return v / np.linalg.norm(v)
-        store = Store(sys.argv[1])
+        store = Store(sys.argv[1], database_url=sys.argv[3] or None)
         col = store.get_collection("c")
         base = int(sys.argv[2])
         for i in range(40):
@@ -155,10 +159,10 @@ def test_concurrent_threads_and_processes_enrol_and_search(tmp_path: Path) -> No
         """
     )
     procs = [
-        subprocess.Popen([sys.executable, "-c", worker, str(data), str(b)])
+        subprocess.Popen([sys.executable, "-c", worker, str(data), str(b), db_url or ""])
         for b in (10_000, 20_000)
     ]
-    store = Store(data)
+    store = Store(data, database_url=db_url)
     col = store.get_collection("c")
 
     def enrol_and_search(base: int) -> None:
@@ -184,8 +188,8 @@ def test_concurrent_threads_and_processes_enrol_and_search(tmp_path: Path) -> No
     store.close()
 
 
-def test_delete_is_immediate_and_survives_reopen(tmp_path: Path) -> None:
-    store = new_store(tmp_path / "d")
+def test_delete_is_immediate_and_survives_reopen(tmp_path: Path, db_url: str | None) -> None:
+    store = new_store(tmp_path / "d", db_url)
     col = store.get_collection("c")
     store.add_faces(
         "c", "alice", [NewFace(embedding=unit(1)), NewFace(embedding=unit(2))], create_person=True
@@ -196,38 +200,38 @@ def test_delete_is_immediate_and_survives_reopen(tmp_path: Path) -> None:
     owners = store.face_owners([int(i) for i in hit.ids[0] if i >= 0])
     assert all(name != "alice" for _, name in owners.values())
     store.close()
-    store = Store(tmp_path / "d")
+    store = Store(tmp_path / "d", database_url=db_url)
     col = store.get_collection("c")
     hit = store.search(col, unit(1)[None], 3)
     assert set(store.face_owners([int(i) for i in hit.ids[0] if i >= 0]).values()) == {(2, "bob")}
     store.close()
 
 
-def test_stale_or_corrupt_index_file_is_repaired(tmp_path: Path) -> None:
-    store = new_store(tmp_path / "d")
+def test_stale_or_corrupt_index_file_is_repaired(tmp_path: Path, db_url: str | None) -> None:
+    store = new_store(tmp_path / "d", db_url)
     col = store.get_collection("c")
     store.add_faces("c", "a", [NewFace(embedding=unit(i)) for i in range(5)], create_person=True)
     store.close()  # saves the index
     index_file = next((tmp_path / "d" / "index").glob("*.index"))
     stale = index_file.read_bytes()
-    store = Store(tmp_path / "d")
+    store = Store(tmp_path / "d", database_url=db_url)
     store.add_faces("c", "b", [NewFace(embedding=unit(100))], create_person=True)
     store.delete_person("c", "a")
     store.close()
     index_file.write_bytes(stale)  # an old index file (as if the save never happened)
-    store = Store(tmp_path / "d")
+    store = Store(tmp_path / "d", database_url=db_url)
     assert set(store.index(col)._index.ids().tolist()) == set(
         store.collection_embeddings("c")[0].tolist()
     )
     store.close()
     index_file.write_bytes(b"garbage")  # an unreadable index file is rebuilt from the database
-    store = Store(tmp_path / "d")
+    store = Store(tmp_path / "d", database_url=db_url)
     assert int(store.search(col, unit(100)[None], 1).scores[0, 0] > 0.999)
     store.close()
 
 
-def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
-    store = new_store(tmp_path / "d")
+def test_failed_write_leaves_nothing(tmp_path: Path, db_url: str | None) -> None:
+    store = new_store(tmp_path / "d", db_url)
     store.create_collection("strict", model_pack="test", model_id="test@1", embedding_dim=DIM)
     with pytest.raises(ConsentRequired):
         store.add_faces("strict", "x", [NewFace(embedding=unit(1))], create_person=True)
@@ -241,10 +245,10 @@ def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
     store.close()
 
 
-def test_person_paging_and_limits(tmp_path: Path) -> None:
+def test_person_paging_and_limits(tmp_path: Path, db_url: str | None) -> None:
     from faceledger.errors import LimitExceeded
 
-    store = new_store(tmp_path / "d")
+    store = new_store(tmp_path / "d", db_url)
     store.add_faces_bulk("c", [(f"p{i:03d}", NewFace(embedding=unit(i))) for i in range(30)])
     page = store.list_persons("c", offset=10, limit=5)
     assert [p.name for p in page] == [f"p{i:03d}" for i in range(10, 15)]
@@ -254,8 +258,10 @@ def test_person_paging_and_limits(tmp_path: Path) -> None:
     store.close()
 
 
-def test_approximate_index_results_are_reranked_by_stored_embeddings(tmp_path: Path) -> None:
-    store = new_store(tmp_path / "r", index_kind="hnsw")
+def test_approximate_index_results_are_reranked_by_stored_embeddings(
+    tmp_path: Path, db_url: str | None
+) -> None:
+    store = new_store(tmp_path / "r", db_url, index_kind="hnsw")
     col = store.get_collection("c")
     items = [(f"p{i // 4}", NewFace(embedding=unit(100 + i))) for i in range(400)]
     ids = store.add_faces_bulk("c", items)

@@ -16,6 +16,7 @@ from faceledger.service.work import RequestGuard, abandon_on
 from tests.test_api import Server, start_server, stop_server
 
 AMY = "faceapi_bbt/identities/amy"
+pytestmark = pytest.mark.usefixtures("any_store")  # each test on SQLite and on PostgreSQL
 
 
 def operations(service: FaceService) -> list[str]:

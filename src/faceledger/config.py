@@ -14,6 +14,9 @@ class Settings(BaseSettings):
 
     data: Path = Path("./var")
     """Data directory: database, vector indexes, keys."""
+    db_url: str | None = None
+    """SQLAlchemy URL of the database (None: SQLite in ``DATA/faceledger.db``); a
+    ``postgresql+psycopg://`` URL lets many replicas share one store and one ledger."""
     model_pack: str = "default"
     max_image_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000

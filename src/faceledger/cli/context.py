@@ -16,10 +16,20 @@ if TYPE_CHECKING:
     from faceledger.service import FaceService
 
 _state: dict[str, Path | None] = {"data": None}
+_database: dict[str, str | None] = {"url": None}
 
 
 def set_data_dir(path: Path | None) -> None:
     _state["data"] = path
+
+
+def set_database_url(url: str | None) -> None:
+    _database["url"] = url
+
+
+def database_url() -> str | None:
+    """The database chosen with ``--db`` (or None for the settings' ``db_url``)."""
+    return _database["url"]
 
 
 def data_dir() -> Path | None:
@@ -36,6 +46,8 @@ def open_service() -> Iterator[FaceService]:
     settings = Settings()
     if _state["data"] is not None:
         settings = settings.model_copy(update={"data": _state["data"]})
+    if _database["url"] is not None:
+        settings = settings.model_copy(update={"db_url": _database["url"]})
     service = FaceService(settings)
     try:
         yield service

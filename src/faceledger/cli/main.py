@@ -20,7 +20,7 @@ from faceledger.cli.common import (
     fail_cleanly,
     progress_bar,
 )
-from faceledger.cli.context import set_data_dir
+from faceledger.cli.context import set_data_dir, set_database_url
 from faceledger.cli.db import register as register_db_commands
 from faceledger.cli.eval import eval_app
 from faceledger.cli.models import models_app
@@ -29,7 +29,7 @@ from faceledger.cli.speech import speech_app
 from faceledger.cli.video import video_app
 from faceledger.errors import FaceledgerError, NoFace
 
-GLOBAL_OPTIONS = ("--data",)
+GLOBAL_OPTIONS = ("--data", "--db")
 """Options of the whole program (each taking one value), accepted anywhere on the line."""
 
 
@@ -86,9 +86,19 @@ def main(
         Path | None,
         typer.Option("--data", envvar="FACELEDGER_DATA", help="Data directory (default ./var)."),
     ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            envvar="FACELEDGER_DB_URL",
+            help="Database URL (default SQLite in the data directory), e.g. "
+            "postgresql+psycopg://user:password@host/faceledger for many replicas.",
+        ),
+    ] = None,
 ) -> None:
     """faceledger: self-hosted, accountable face recognition."""
     set_data_dir(data)
+    set_database_url(db)
 
 
 PackOpt = Annotated[str, typer.Option("--model", help="Model pack: default, dlib, or dir:PATH.")]

@@ -53,13 +53,15 @@ def serve(
     import uvicorn
 
     from faceledger.api.app import create_app, ensure_admin_key
-    from faceledger.cli.context import data_dir
+    from faceledger.cli.context import data_dir, database_url
     from faceledger.service import FaceService
 
     settings = Settings()
     chosen = data or data_dir()
     if chosen is not None:
         settings = settings.model_copy(update={"data": chosen})
+    if database_url() is not None:
+        settings = settings.model_copy(update={"db_url": database_url()})
     configure_logging(log_level)
     bootstrap = FaceService(settings)
     path = ensure_admin_key(bootstrap)

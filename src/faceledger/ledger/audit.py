@@ -50,7 +50,7 @@ from faceledger.ledger.proofs import Prover
 from faceledger.ledger.schema import audit_log
 from faceledger.ledger.verify import Head, Report, check_chain, check_checkpoints, check_head
 from faceledger.ledger.witnesses import configured_witnesses
-from faceledger.store.db import read_transaction
+from faceledger.store.db import lock_for_writing, read_transaction
 
 __all__ = ["FIELDS", "GENESIS", "Actor", "Entry", "Ledger", "LedgerHealth", "canonical"]
 
@@ -132,7 +132,12 @@ class Ledger:
         return "its seal was not written with this ledger's key"
 
     def append(self, conn: Connection, actor: Actor, entry: Entry) -> int:
-        """Append an entry inside the caller's write transaction; returns its sequence number."""
+        """Append an entry inside the caller's write transaction; returns its sequence number.
+
+        The database's write lock is taken first (a no-op if the transaction holds it), so
+        appends of every process and replica form one chain.
+        """
+        lock_for_writing(conn)
         last = conn.execute(
             select(audit_log.c.seq, audit_log.c.entry_hash)
             .order_by(audit_log.c.seq.desc())

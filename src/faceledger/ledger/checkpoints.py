@@ -37,7 +37,7 @@ from faceledger.ledger.notes import (
 )
 from faceledger.ledger.schema import audit_checkpoints, audit_log, audit_witnesses
 from faceledger.ledger.witnesses import DeliveryFailed, Witness
-from faceledger.store.db import read_transaction, write_transaction
+from faceledger.store.db import greatest, read_transaction, write_transaction
 
 log = logging.getLogger("faceledger.ledger")
 
@@ -247,7 +247,7 @@ class Checkpointer:
             }
         else:
             values = {
-                "delivered_id": func.max(row.delivered_id, pending[-1].id),
+                "delivered_id": greatest(row.delivered_id, pending[-1].id),
                 "failures": 0,
                 "last_error": None,
                 "last_attempt": now,

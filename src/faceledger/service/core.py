@@ -37,7 +37,7 @@ class ServiceCore:
 
     def __init__(self, settings: Settings | None = None, *, require_purpose: bool = False) -> None:
         self.settings = settings or Settings()
-        self.store = Store(self.settings.data)
+        self.store = Store(self.settings.data, database_url=self.settings.db_url)
         self.ledger = Ledger(self.store.engine, self.settings.data, settings=self.settings)
         self.keys = KeyStore(self.store.engine)
         self.auditor = Auditor(self.store, self.ledger)

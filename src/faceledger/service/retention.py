@@ -9,6 +9,7 @@ from datetime import datetime
 from faceledger.errors import NotFound
 from faceledger.ledger.audit import Actor
 from faceledger.service.persons import PersonOps
+from faceledger.store.db import RETENTION_LOCK, exclusive
 
 log = logging.getLogger(__name__)
 SWEEPER = Actor(key_id=None, role="system", name="retention-sweeper")
@@ -17,8 +18,14 @@ SWEEPER = Actor(key_id=None, role="system", name="retention-sweeper")
 def sweep(service: PersonOps, *, at: datetime | None = None) -> list[tuple[str, str]]:
     """Erase every expired person (database, index, stored images).
 
-    Returns the ``(collection, person)`` pairs erased.
+    Returns the ``(collection, person)`` pairs erased. On a database shared by replicas
+    one sweep runs at a time (an advisory lock); the others return at once with nothing.
     """
+    with exclusive(service.store.engine, RETENTION_LOCK) as mine:
+        return _sweep(service, at) if mine else []
+
+
+def _sweep(service: PersonOps, at: datetime | None) -> list[tuple[str, str]]:
     erased = []
     for person in service.store.expired_persons(at):
         try:
