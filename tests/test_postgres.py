@@ -8,25 +8,33 @@ that choose it.
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import sqlalchemy
 from typer.testing import CliRunner
 
 from faceledger.cli.main import app as cli_app
+from faceledger.client import Client
 from faceledger.config import Settings
+from faceledger.errors import FaceledgerError
 from faceledger.ledger.audit import Actor, Entry
 from faceledger.service import FaceService
 from faceledger.service.core import LOCAL_ACTOR
 from faceledger.service.retention import sweep
 from faceledger.store.db import RETENTION_LOCK, exclusive
 from tests.pg import PostgresServer
+from tests.test_api import Server, start_server, stop_server
 
 APPENDER = textwrap.dedent(
     """
@@ -207,3 +215,109 @@ def test_vectors_shared_by_two_stores_on_one_database(
     finally:
         a.close()
         b.close()
+
+
+def test_a_listening_replica_applies_another_replicas_commit_without_a_search(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """NOTIFY wakes the other store: its open index takes the face before any search."""
+    from faceledger.store import NewFace, Store
+    from faceledger.store.listen import ChangeListener
+
+    url = postgres.new_database()
+    a = Store(tmp_path / "a", database_url=url)
+    b = Store(tmp_path / "b", database_url=url)
+    listener = ChangeListener(b)
+    try:
+        a.create_collection(
+            "c", model_pack="t", model_id="t@1", embedding_dim=8, require_consent=False
+        )
+        col = a.get_collection("c")
+        index = b.index(col)
+        listener.start()
+        basis = np.eye(8, dtype=np.float32)
+        a.add_faces("c", None, [NewFace(embedding=basis[1]), NewFace(embedding=basis[2])])
+        deadline = time.monotonic() + 10
+        while len(index) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(index) == 2 and listener.wakeups >= 1
+    finally:
+        listener.stop()
+        a.close()
+        b.close()
+
+
+# -- two replicas: real server processes on one PostgreSQL ----------------------------------
+
+
+def start_replicas(postgres: PostgresServer, root: Path) -> tuple[Server, Server]:
+    """Two ``faceledger serve`` processes, each with its own data folder (its index files),
+    sharing the database and the secrets replicas must share: the ledger's seal and signing
+    keys (and, here, the admin key's file)."""
+    env = {"FACELEDGER_DB_URL": postgres.new_database(), "FACELEDGER_RATE_LIMIT": "0"}
+    a = start_server(root / "a", **env)
+    (root / "b").mkdir()
+    for name in ("admin.key", "ledger.key", "ledger-signing.key"):
+        shutil.copy2(a.data / name, root / "b" / name)
+    return a, start_server(root / "b", **env)
+
+
+def top_person(client: Client, collection: str, image: Path) -> str | None:
+    faces = client.identify(collection, image, purpose="replica check")["faces"]
+    candidates = faces[0]["candidates"] if faces else []
+    return str(candidates[0]["person"]) if candidates else None
+
+
+@pytest.mark.slow
+def test_two_replicas_one_truth(postgres: PostgresServer, tmp_path: Path, faces_dir: Path) -> None:
+    """Enrol on A, found on B at once; erase on B, A stops returning the person; SIGKILL A
+    during bulk enrolment, every enrolment A acknowledged is on B; one ledger that verifies."""
+    bbt = faces_dir / "faceapi_bbt" / "identities"
+    a, b = start_replicas(postgres, tmp_path)
+    try:
+        with a.client() as ca, b.client() as cb:
+            ca.create_collection("c", require_consent=False)
+            ca.create_person("c", "amy")
+            ca.enroll("c", "amy", bbt / "amy" / "amy1.png")
+            assert top_person(cb, "c", bbt / "amy" / "amy2.png") == "amy"  # no wait needed
+            cb.create_person("c", "penny")
+            cb.enroll("c", "penny", bbt / "penny" / "penny1.png")
+            assert top_person(ca, "c", bbt / "penny" / "penny2.png") == "penny"
+            cb.delete_person("c", "amy")
+            assert top_person(ca, "c", bbt / "amy" / "amy2.png") != "amy"  # at once, on A too
+
+            celebs = sorted((faces_dir / "glint360k_celeb24" / "images").iterdir())
+            acknowledged: list[tuple[str, Path]] = []
+            refused: list[str] = []
+
+            def bulk() -> None:
+                for person in celebs:
+                    image = sorted(person.iterdir())[0]
+                    try:
+                        ca.create_person("c", person.name)
+                        ca.enroll("c", person.name, image, largest=True)
+                    except httpx.TransportError:  # A was killed mid-request: not acknowledged
+                        return
+                    except FaceledgerError as exc:  # refused (e.g. quality): not acknowledged
+                        refused.append(f"{person.name}: {exc}")
+                        continue
+                    acknowledged.append((person.name, image))
+
+            writer = threading.Thread(target=bulk)
+            writer.start()
+            deadline = time.monotonic() + 60
+            while len(acknowledged) < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            os.kill(a.proc.pid, signal.SIGKILL)
+            a.proc.wait()
+            writer.join(timeout=60)
+            assert len(acknowledged) >= 3, refused
+            for name, image in acknowledged:
+                assert cb.get_person("c", name)["face_count"] == 1
+                assert top_person(cb, "c", image) == name
+            report = cb.audit_verify()
+            assert report["ok"], report
+    finally:
+        for server in (a, b):
+            if server.proc.poll() is None:
+                stop_server(server)

@@ -23,6 +23,7 @@ from faceledger.ledger.keys import Role
 from faceledger.service import FaceService
 from faceledger.service.jobs import VideoJobs
 from faceledger.service.retention import Sweeper
+from faceledger.store.listen import ChangeListener
 
 ADMIN_KEY_FILE = "admin.key"
 
@@ -53,6 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service.engine()  # load the default models before the first request
         sweeper = Sweeper(service, interval=settings.retention_sweep_seconds)
         sweeper.start()
+        listener = ChangeListener(service.store)  # PostgreSQL: other replicas' commits
+        listener.start()
         jobs = VideoJobs(service)
         app.state.service = service
         app.state.video_jobs = jobs
@@ -62,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await run_in_threadpool(jobs.close)
             sweeper.stop()
+            listener.stop()
             service.close()
 
     # /docs and /redoc from Swagger UI and ReDoc files installed with fastapi-offline,

@@ -23,7 +23,13 @@ from sqlalchemy.exc import IntegrityError
 
 from faceledger.errors import Conflict, InvalidArgument, LimitExceeded, NotFound
 from faceledger.index import SearchResult
-from faceledger.store.db import flush_log, open_database, read_transaction, write_transaction
+from faceledger.store.db import (
+    flush_log,
+    notify_changes,
+    open_database,
+    read_transaction,
+    write_transaction,
+)
 from faceledger.store.jobs import redact_collection, redact_person
 from faceledger.store.schema import collections, faces, persons, vector_changes
 from faceledger.store.vectors import SAVE_EVERY, CollectionIndex
@@ -249,6 +255,17 @@ class Store:
                 self._engine, col.id, col.embedding_dim, self._index_dir, kind=self._index_kind
             )
         idx.drop_files()
+
+    def catch_up(self, collection_ids: set[int] | None = None) -> None:
+        """Replay changes other processes committed into the open indexes (all, or these)."""
+        with self._lock:
+            open_ = [
+                idx
+                for cid, idx in self._indexes.items()
+                if collection_ids is None or cid in collection_ids
+            ]
+        for idx in open_:
+            idx.sync()
 
     def index(self, collection: CollectionRecord) -> CollectionIndex:
         """The collection's vector index, opened (and repaired) on first use."""
@@ -685,6 +702,7 @@ class Store:
                 insert(vector_changes),
                 [{"collection_id": collection_id, "face_id": int(i), "op": op} for i in ids],
             )
+            notify_changes(conn, collection_id)  # PostgreSQL: wakes the other replicas
         return Store._last_seq(conn)
 
     @staticmethod
