@@ -321,3 +321,26 @@ def test_two_replicas_one_truth(postgres: PostgresServer, tmp_path: Path, faces_
         for server in (a, b):
             if server.proc.poll() is None:
                 stop_server(server)
+
+
+def test_a_key_revoked_on_one_replica_is_refused_by_the_others(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """Each replica's key store may not trust a key it authenticated before the revocation."""
+    from faceledger.errors import Unauthenticated
+    from faceledger.ledger.keys import KeyStore, Role
+    from faceledger.store.db import open_database, write_transaction
+
+    url = postgres.new_database()
+    engine_a, engine_b = open_database(url), open_database(url)
+    a, b = KeyStore(engine_a), KeyStore(engine_b)
+    try:
+        issued = a.create(Role.AUDITOR, name="temp")
+        assert b.authenticate(issued.secret).id == issued.key.id  # B has seen it
+        with write_transaction(engine_a) as conn:
+            a.revoke(issued.key.id, conn=conn)
+        with pytest.raises(Unauthenticated):
+            b.authenticate(issued.secret)
+    finally:
+        engine_a.dispose()
+        engine_b.dispose()

@@ -71,6 +71,9 @@ class KeyStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._cache: dict[str, ApiKey] = {}
+        # On a database shared by replicas another replica may revoke a key at any time:
+        # every request reads the key's row (one indexed lookup) instead of this cache.
+        self._caching = engine.dialect.name == "sqlite"
 
     def create(
         self, role: Role, *, name: str | None = None, conn: Connection | None = None
@@ -110,7 +113,8 @@ class KeyStore:
         ):
             raise Unauthenticated("unknown or revoked API key")
         key = _key(row._mapping)
-        self._cache[digest] = key
+        if self._caching:
+            self._cache[digest] = key
         return key
 
     def list(self) -> list[ApiKey]:
