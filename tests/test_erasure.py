@@ -39,9 +39,12 @@ def codes_of(store: Store, collection: str, vectors: np.ndarray) -> list[bytes]:
 
 
 @pytest.mark.parametrize("kind", ["exact", "hnsw"])
-def test_deleted_person_leaves_nothing_on_disk(tmp_path: Path, kind: str) -> None:
+def test_deleted_person_leaves_nothing_on_disk(
+    tmp_path: Path, kind: str, db_url: str | None
+) -> None:
+    """On SQLite and on PostgreSQL (where the data folder holds the replica's index files)."""
     data = tmp_path / "data"
-    store = Store(data, index_kind=kind)
+    store = Store(data, index_kind=kind, database_url=db_url)
     store.create_collection(
         "c",
         model_pack="t",
@@ -68,7 +71,7 @@ def test_deleted_person_leaves_nothing_on_disk(tmp_path: Path, kind: str) -> Non
     assert files_holding(data, needles) == []
     store.close()
     assert files_holding(data, needles) == []
-    reopened = Store(data, index_kind=kind)
+    reopened = Store(data, index_kind=kind, database_url=db_url)
     found = reopened.search(reopened.get_collection("c"), secret[:1], 3)
     assert not set(found.ids[0].tolist()) & set(range(300, 305))
     reopened.close()

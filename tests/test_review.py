@@ -16,6 +16,7 @@ from faceledger.store.review import ReviewSettings
 from faceledger.store.schema import review_items
 
 BBT = "faceapi_bbt"
+pytestmark = pytest.mark.usefixtures("any_store")  # each test on SQLite and on PostgreSQL
 
 
 def _enrol(service: FaceService, faces_dir: Path, people: list[str], **opts: object) -> None:
