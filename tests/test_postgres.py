@@ -344,3 +344,40 @@ def test_a_key_revoked_on_one_replica_is_refused_by_the_others(
     finally:
         engine_a.dispose()
         engine_b.dispose()
+
+
+def test_video_jobs_across_replicas(postgres: PostgresServer, tmp_path: Path) -> None:
+    """A replica runs only uploads it can read, and starting up does not mark a job another
+    live replica is running as interrupted (only one whose runner died)."""
+    from faceledger.store.db import open_database
+    from faceledger.store.jobs import JobRecord, JobStore
+
+    url = postgres.new_database()
+    engine_a, engine_b = open_database(url), open_database(url)
+    a, b = JobStore(engine_a), JobStore(engine_b)
+    try:
+        upload = tmp_path / "a" / "jobs" / "j1.video"
+        job = JobRecord(
+            id="j1",
+            key_id="k",
+            collection="c",
+            path=str(upload),
+            options={},
+            purpose=None,
+            case_ref=None,
+            actor={},
+        )
+        b.add(job)
+        assert b.claim_next() is None  # its upload is on another replica's disk
+        upload.parent.mkdir(parents=True)
+        upload.write_bytes(b"video")
+        claimed = a.claim_next()
+        assert claimed is not None and claimed.id == "j1"
+        with a.hold("j1"):
+            assert b.interrupt_running() == []  # A is alive and running it
+            assert b.get("j1").status == "running"
+        assert b.interrupt_running() == ["j1"]  # A's runner is gone
+        assert b.get("j1").status == "interrupted"
+    finally:
+        engine_a.dispose()
+        engine_b.dispose()

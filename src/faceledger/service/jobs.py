@@ -143,7 +143,8 @@ class VideoJobs:
         result: dict[str, Any] | None = None
         error: dict[str, Any] | None = None
         try:
-            result, error = self._index(job)
+            with self.store.hold(job.id):  # replicas: a live process runs this job
+                result, error = self._index(job)
             status = "done"
         except _Cancelled:
             if self._closing.is_set():  # left for the next start to mark interrupted

@@ -186,6 +186,14 @@ def exclusive(engine: Engine, key: int) -> Iterator[bool]:
                 conn.commit()
 
 
+def try_lock(conn: Connection, key: int) -> bool:
+    """Take advisory lock ``key`` for ``conn``'s transaction unless a session holds it
+    (PostgreSQL); always True on SQLite."""
+    if conn.dialect.name != "postgresql":
+        return True
+    return bool(conn.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}))
+
+
 def notify_changes(conn: Connection, collection_id: int) -> None:
     """Wake the replicas listening on :data:`CHANGES_CHANNEL` once ``conn`` commits.
 

@@ -8,15 +8,18 @@ that person is erased (:func:`redact_person`, run in the erasing transaction).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, Row, delete, insert, select, update
 
 from faceledger.errors import Conflict, NotFound
-from faceledger.store.db import read_transaction, write_transaction
+from faceledger.store.db import exclusive, read_transaction, try_lock, write_transaction
 from faceledger.store.schema import video_jobs
 
 JobStatus = Literal["queued", "running", "done", "failed", "interrupted", "cancelled"]
@@ -42,6 +45,15 @@ class JobRecord:
     finished_at: datetime | None = None
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+
+
+REPLICA_CLAIM_WINDOW = 100
+"""Queued jobs a replica looks through for one whose upload it can read."""
+
+
+def job_lock(job_id: str) -> int:
+    """The advisory lock key of a job (56 bits of its id's SHA-256)."""
+    return int.from_bytes(hashlib.sha256(job_id.encode()).digest()[:7], "big")
 
 
 class JobStore:
@@ -75,12 +87,16 @@ class JobStore:
     def claim_next(self) -> JobRecord | None:
         """Mark the oldest queued job running and return it (None: the queue is empty)."""
         with write_transaction(self._engine) as conn:
-            row = conn.execute(
+            queued = (
                 select(video_jobs)
                 .where(video_jobs.c.status == "queued")
                 .order_by(video_jobs.c.created_at, video_jobs.c.id)
-                .limit(1)
-            ).first()
+            )
+            if conn.dialect.name == "sqlite":
+                row = conn.execute(queued.limit(1)).first()
+            else:  # replicas: each runs the uploads it can read (its own, or a shared volume's)
+                rows = conn.execute(queued.limit(REPLICA_CLAIM_WINDOW))
+                row = next((r for r in rows if Path(r.path).is_file()), None)
             if row is None:
                 return None
             conn.execute(
@@ -152,12 +168,24 @@ class JobStore:
             conn.execute(delete(video_jobs).where(video_jobs.c.id == job_id))
         return job
 
+    @contextmanager
+    def hold(self, job_id: str) -> Iterator[None]:
+        """Run a job under its lock: on PostgreSQL another replica starting meanwhile sees
+        that a live process runs it (:meth:`interrupt_running`); nothing on SQLite."""
+        with exclusive(self._engine, job_lock(job_id)):
+            yield
+
     def interrupt_running(self) -> list[str]:
-        """At start: jobs left running by a process that died are marked interrupted."""
+        """At start: jobs left running by a process that died are marked interrupted.
+
+        On PostgreSQL a job another live replica runs (it holds the job's lock) is left
+        alone.
+        """
         with write_transaction(self._engine) as conn:
             ids = list(
                 conn.scalars(select(video_jobs.c.id).where(video_jobs.c.status == "running"))
             )
+            ids = [i for i in ids if try_lock(conn, job_lock(i))]
             if ids:
                 conn.execute(
                     update(video_jobs)
