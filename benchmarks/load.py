@@ -49,7 +49,11 @@ def start_server(data: Path) -> tuple[subprocess.Popen[bytes], str, str]:
     raise SystemExit("server did not start")
 
 
-async def run(url: str, key: str, *, clients: int, seconds: float) -> dict[str, Any]:
+async def run(
+    url: str, key: str, *, clients: int, seconds: float, person_prefix: str = "load"
+) -> dict[str, Any]:
+    """``person_prefix``: the clients' person names start with it (several runs on one database
+    each enrol their own persons; see benchmarks/replicas.py)."""
     bbt = SHARED / "faceapi_bbt"
     scenes = [p.read_bytes() for p in sorted((bbt / "group").glob("bbt*.jpg"))]
     crops = [p.read_bytes() for p in sorted((bbt / "identities").rglob("*.png"))]
@@ -69,7 +73,7 @@ async def run(url: str, key: str, *, clients: int, seconds: float) -> dict[str, 
         deadline = time.perf_counter() + seconds
 
         async def client(n: int) -> None:
-            person, enrolled, i = f"load-{n}-0", 0, 0
+            person, enrolled, i = f"{person_prefix}-{n}-0", 0, 0
             await http.post("/v1/collections/load/persons", json={"name": person})
             while time.perf_counter() < deadline:
                 if i % 2 == 0:
@@ -81,7 +85,7 @@ async def run(url: str, key: str, *, clients: int, seconds: float) -> dict[str, 
                     )
                 else:
                     if enrolled == 200:  # stay under the 250 faces per person limit
-                        person, enrolled = f"load-{n}-{i}", 0
+                        person, enrolled = f"{person_prefix}-{n}-{i}", 0
                         await http.post("/v1/collections/load/persons", json={"name": person})
                     op, t0 = "enroll", time.perf_counter()
                     r = await http.post(

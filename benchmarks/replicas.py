@@ -13,13 +13,18 @@ measures two delays, printing JSON:
   identified on B right after A answered. ``found_first_try`` counts the persons B returned
   on that first request (every search catches up from the change log first, so no wait is
   needed); ``identify_on_b_ms`` is that request's latency.
+- ``load`` (with ``--load-seconds S``): ``benchmarks/load.py``'s mixed identify/enrol
+  clients against both servers at once (``--clients`` per replica), each replica's
+  requests per second, errors, and whether every enrolment acknowledged by either
+  replica is present.
 
-    .venv/bin/python benchmarks/replicas.py [--fill 20000] [--writes 200]
+    .venv/bin/python benchmarks/replicas.py [--fill 20000] [--writes 200] [--load-seconds 20]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -132,7 +137,7 @@ def serve(data: Path, url: str) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("server did not start")
 
 
-def http_delay(url: str, root: Path) -> dict[str, Any]:
+def http_delay(url: str, root: Path, *, load_seconds: float, clients: int) -> dict[str, Any]:
     a, url_a = serve(root / "ha", url)
     (root / "hb").mkdir()
     for name in ("admin.key", "ledger.key", "ledger-signing.key"):
@@ -147,6 +152,7 @@ def http_delay(url: str, root: Path) -> dict[str, Any]:
         for p in sorted((SHARED / "glint360k_celeb24" / "images").iterdir())
     ]
     found, latencies, refused = 0, [], 0
+    load: dict[str, Any] = {}
     try:
         with Client(url_a, key) as ca, Client(url_b, key) as cb:
             ca.create_collection("c", require_consent=False)
@@ -162,11 +168,14 @@ def http_delay(url: str, root: Path) -> dict[str, Any]:
                 latencies.append(time.perf_counter() - t0)
                 top = faces[0]["candidates"][:1] if faces else []
                 found += bool(top and top[0]["person"] == name)
+        if load_seconds > 0:
+            load = asyncio.run(drive_both(url_a, url_b, key, load_seconds, clients))
     finally:
         for proc in (a, b):
             proc.terminate()
             proc.wait(timeout=30)
     return {
+        **({"load": load} if load_seconds > 0 else {}),
         "enrolled_on_a": len(latencies),
         "refused": refused,
         "found_first_try": found,
@@ -174,11 +183,26 @@ def http_delay(url: str, root: Path) -> dict[str, Any]:
     }
 
 
+async def drive_both(
+    url_a: str, url_b: str, key: str, seconds: float, clients: int
+) -> dict[str, Any]:
+    """``benchmarks/load.py`` against both replicas at once (the same collection)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from load import run
+
+    a = asyncio.create_task(run(url_a, key, clients=clients, seconds=seconds))
+    await asyncio.sleep(5)  # A creates the collection and enrols the cast first
+    b = await run(url_b, key, clients=clients, seconds=seconds, person_prefix="load-b")
+    return {"replica_a": await a, "replica_b": b}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fill", type=int, default=20_000, help="faces stored before timing")
     parser.add_argument("--writes", type=int, default=200, help="single-face writes timed")
     parser.add_argument("--no-http", action="store_true", help="skip the two-server part")
+    parser.add_argument("--load-seconds", type=float, default=0, help="load both replicas")
+    parser.add_argument("--clients", type=int, default=8, help="load clients per replica")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="faceledger-replicas-"))
     server, base = start_postgres(root)
@@ -191,7 +215,12 @@ def main() -> None:
             ),
         }
         if not args.no_http:
-            report["http"] = http_delay(new_database(base, "bench_http"), root)
+            report["http"] = http_delay(
+                new_database(base, "bench_http"),
+                root,
+                load_seconds=args.load_seconds,
+                clients=args.clients,
+            )
         print(json.dumps(report, indent=2))
     finally:
         server.cleanup()
