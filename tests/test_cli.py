@@ -22,6 +22,7 @@ from faceledger.cli.common import ExitCode, exit_code_for, to_jsonable
 from faceledger.cli.main import app, hoist_global_options
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+pytestmark = pytest.mark.usefixtures("any_store")  # each test on SQLite and on PostgreSQL
 Run = Callable[..., Any]
 
 

@@ -14,7 +14,10 @@ from faceledger.config import Settings
 from faceledger.errors import ConsentRequired, InvalidArgument, MultipleFaces, NotFound
 from faceledger.service import FaceService
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.usefixtures("any_store"),  # each test on SQLite and on PostgreSQL
+]
 
 
 def test_bbt_characters_identified_in_scene_photos(service: FaceService, faces_dir: Path) -> None:
