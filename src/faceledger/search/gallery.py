@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from faceledger.errors import InvalidArgument
 from faceledger.models.calibration import Aggregate, Calibration
 
-
 FPIR_TARGETS = (0.1, 0.01, 0.001)
 """Gallery-level targets for which an identify answer states the per-person rate needed."""
 
