@@ -380,3 +380,24 @@ def test_video_jobs_across_replicas(postgres: PostgresServer, tmp_path: Path) ->
     finally:
         engine_a.dispose()
         engine_b.dispose()
+
+
+def test_a_replica_joining_a_shared_ledger_verifies_before_its_first_write(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """A new replica (its own data folder, the shared keys) has a head from the start."""
+    url = postgres.new_database()
+    first = FaceService(Settings(data=tmp_path / "a", db_url=url))
+    for i in range(3):
+        with first.audited(LOCAL_ACTOR, "test.append", purpose=f"p{i}"):
+            pass
+    first.close()
+    (tmp_path / "b").mkdir()
+    for name in ("ledger.key", "ledger-signing.key"):
+        shutil.copy2(tmp_path / "a" / name, tmp_path / "b" / name)
+    joining = FaceService(Settings(data=tmp_path / "b", db_url=url))
+    try:
+        report = joining.ledger.verify()
+        assert report["ok"], report["problems"]
+    finally:
+        joining.close()

@@ -111,6 +111,11 @@ class Ledger:
         self._every_seconds = settings.checkpoint_every_seconds
         self._worker: _Worker | None = None
         self._worker_lock = threading.Lock()
+        # A replica joining a shared database: its head (its own lower bound of the chain)
+        # starts at the tail it finds, not at its first write.
+        joining = engine.dialect.name != "sqlite" and not self._head.exists()
+        if joining and (tail := self._tail()) is not None:
+            self._advance_head(*tail)
         # A ledger migrated from before checkpoints (or left with a due one) is signed now.
         self._after_commit(self._last_seq(), start_worker=False)
 
@@ -177,15 +182,24 @@ class Ledger:
         README); a new checkpoint is then appended to the file witnesses and posted to the
         HTTP ones still answering (failing ones are retried by the background thread).
         """
+        tail = self._tail()
+        if tail is None:
+            return
+        self._advance_head(*tail)
+        self._after_commit(tail[0])
+
+    def _tail(self) -> tuple[int, str] | None:
+        """The last entry's sequence number and hash (None: the ledger is empty)."""
         with read_transaction(self._engine) as conn:
             last = conn.execute(
                 select(audit_log.c.seq, audit_log.c.entry_hash)
                 .order_by(audit_log.c.seq.desc())
                 .limit(1)
             ).first()
-        if last is None:
-            return
-        seq, entry_hash = int(last[0]), str(last[1])
+        return None if last is None else (int(last[0]), str(last[1]))
+
+    def _advance_head(self, seq: int, entry_hash: str) -> None:
+        """Record ``seq`` in the sealed head file unless it already holds a later entry."""
         with self._head_lock:
             current = self._read_head()
             if current is None or current.seq < seq:
@@ -195,7 +209,6 @@ class Ledger:
                 seal = self._seal(f"head:{seq}:{entry_hash}")
                 tmp.write_text(json.dumps({"seq": seq, "entry_hash": entry_hash, "seal": seal}))
                 os.replace(tmp, self._head)
-        self._after_commit(seq)
 
     def _read_head(self) -> Head | None:
         try:
