@@ -209,7 +209,10 @@ def test_vectors_shared_by_two_stores_on_one_database(
         b.search(col, basis[:1], 1)  # b's index is open (and so must catch up)
         (fid,) = a.add_faces("c", None, [NewFace(embedding=basis[3])])
         assert int(b.search(col, basis[3:4], 1).ids[0, 0]) == fid
-        b.delete_face("c", fid)
+        b.delete_face("c", fid)  # B saves its index at once (an erasure)...
+        with b.engine.connect() as conn:  # ...but keeps the log A has not replayed yet
+            kept = conn.scalar(sqlalchemy.text("select count(*) from vector_changes"))
+        assert kept == 2
         assert int(a.search(col, basis[3:4], 1).ids[0, 0]) == -1
     finally:
         a.close()
