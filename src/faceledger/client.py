@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -29,6 +30,13 @@ def _error_classes() -> dict[str, type[FaceledgerError]]:
 
 
 _ERRORS = _error_classes()
+
+
+def _seg(value: object) -> str:
+    """One URL path segment, percent-encoded whole: ``..``, ``?`` or ``/`` in a name stay
+    inside the segment (dots are encoded too, or the HTTP library would collapse them)."""
+    text = quote(str(value), safe="")
+    return text.replace(".", "%2E") if text in {".", ".."} else text
 
 
 def _bytes(image: ImageArg) -> bytes:
@@ -81,7 +89,7 @@ class Client:
         return dict(self._call("POST", "/v1/keys", json={"role": role, "name": name}))
 
     def revoke_key(self, key_id: str) -> None:
-        self._call("DELETE", f"/v1/keys/{key_id}")
+        self._call("DELETE", f"/v1/keys/{_seg(key_id)}")
 
     # -- collections and persons ---------------------------------------------------------
     def create_collection(
@@ -94,15 +102,15 @@ class Client:
         return list(self._call("GET", "/v1/collections"))
 
     def get_collection(self, name: str) -> dict[str, Any]:
-        return dict(self._call("GET", f"/v1/collections/{name}"))
+        return dict(self._call("GET", f"/v1/collections/{_seg(name)}"))
 
     def use_calibration(self, name: str, calibration_id: str | None) -> dict[str, Any]:
         """Move a collection's searches to a calibration version (None: the shipped one)."""
         body = {"calibration_id": calibration_id}
-        return dict(self._call("PUT", f"/v1/collections/{name}/calibration", json=body))
+        return dict(self._call("PUT", f"/v1/collections/{_seg(name)}/calibration", json=body))
 
     def delete_collection(self, name: str) -> None:
-        self._call("DELETE", f"/v1/collections/{name}")
+        self._call("DELETE", f"/v1/collections/{_seg(name)}")
 
     def create_person(
         self,
@@ -119,23 +127,23 @@ class Client:
             "metadata": metadata or {},
             "retain_until": retain_until,
         }
-        return dict(self._call("POST", f"/v1/collections/{collection}/persons", json=body))
+        return dict(self._call("POST", f"/v1/collections/{_seg(collection)}/persons", json=body))
 
     def list_persons(
         self, collection: str, *, offset: int = 0, limit: int = 100
     ) -> list[dict[str, Any]]:
         page = self._call(
             "GET",
-            f"/v1/collections/{collection}/persons",
+            f"/v1/collections/{_seg(collection)}/persons",
             params={"offset": offset, "limit": limit},
         )
         return list(page["persons"])
 
     def get_person(self, collection: str, name: str) -> dict[str, Any]:
-        return dict(self._call("GET", f"/v1/collections/{collection}/persons/{name}"))
+        return dict(self._call("GET", f"/v1/collections/{_seg(collection)}/persons/{_seg(name)}"))
 
     def delete_person(self, collection: str, name: str) -> None:
-        self._call("DELETE", f"/v1/collections/{collection}/persons/{name}")
+        self._call("DELETE", f"/v1/collections/{_seg(collection)}/persons/{_seg(name)}")
 
     def update_person(
         self,
@@ -155,7 +163,11 @@ class Client:
             "retain_until": retain_until,
         }
         body = {k: v for k, v in given.items() if v is not None}
-        return dict(self._call("PATCH", f"/v1/collections/{collection}/persons/{name}", json=body))
+        return dict(
+            self._call(
+                "PATCH", f"/v1/collections/{_seg(collection)}/persons/{_seg(name)}", json=body
+            )
+        )
 
     def rename_person(self, collection: str, name: str, new_name: str) -> dict[str, Any]:
         return self.update_person(collection, name, new_name=new_name)
@@ -165,7 +177,7 @@ class Client:
         return dict(
             self._call(
                 "POST",
-                f"/v1/collections/{collection}/persons/{source}/merge",
+                f"/v1/collections/{_seg(collection)}/persons/{_seg(source)}/merge",
                 json={"into": into},
             )
         )
@@ -175,13 +187,15 @@ class Client:
         return dict(
             self._call(
                 "POST",
-                f"/v1/collections/{collection}/faces/move",
+                f"/v1/collections/{_seg(collection)}/faces/move",
                 json={"face_ids": list(face_ids), "to": to},
             )
         )
 
     def export_person(self, collection: str, name: str) -> dict[str, Any]:
-        return dict(self._call("GET", f"/v1/collections/{collection}/persons/{name}/export"))
+        return dict(
+            self._call("GET", f"/v1/collections/{_seg(collection)}/persons/{_seg(name)}/export")
+        )
 
     def enroll(
         self,
@@ -204,14 +218,14 @@ class Client:
         return dict(
             self._call(
                 "POST",
-                f"/v1/collections/{collection}/persons/{person}/faces",
+                f"/v1/collections/{_seg(collection)}/persons/{_seg(person)}/faces",
                 params=params,
                 files={"image": ("image", _bytes(image))},
             )
         )
 
     def delete_face(self, collection: str, face_id: int) -> None:
-        self._call("DELETE", f"/v1/collections/{collection}/faces/{face_id}")
+        self._call("DELETE", f"/v1/collections/{_seg(collection)}/faces/{_seg(face_id)}")
 
     # -- search --------------------------------------------------------------------------
     def detect(self, image: ImageArg) -> dict[str, Any]:
@@ -239,7 +253,7 @@ class Client:
         return dict(
             self._call(
                 "POST",
-                f"/v1/collections/{collection}/identify",
+                f"/v1/collections/{_seg(collection)}/identify",
                 params=params,
                 content=_bytes(image),
             )
@@ -259,7 +273,7 @@ class Client:
         return dict(
             self._call(
                 "POST",
-                f"/v1/collections/{collection}/similar",
+                f"/v1/collections/{_seg(collection)}/similar",
                 params=params,
                 content=_bytes(image),
             )

@@ -5,12 +5,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from faceledger.ledger.keys import Role
+from faceledger.names import normalize, problem
 
 MAX_ID = 2**53
 """Largest id or offset accepted (SQLite integers are 64-bit; JSON numbers exact to 2**53)."""
+
+
+def _identifier(value: str) -> str:
+    nfc = normalize(value)
+    why = problem(nfc)
+    if why is not None:
+        raise ValueError(f"not a valid name: {why}")
+    return nfc
+
+
+Name = Annotated[str, AfterValidator(_identifier)]
+"""A collection or person name (:mod:`faceledger.names`): stored in NFC."""
 
 
 class Out(BaseModel):
@@ -18,7 +31,7 @@ class Out(BaseModel):
 
 
 class CollectionCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=128, pattern=r"^[^/\s][^/]*$")
+    name: Name = Field(min_length=1, max_length=128, pattern=r"^[^/\s][^/]*$")
     model: str = "default"
     require_consent: bool = True
     store_images: bool = False
@@ -46,28 +59,28 @@ class CalibrationChoice(BaseModel):
 
 
 class PersonCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=256)
+    name: Name = Field(min_length=1, max_length=256)
     consent: str | None = Field(default=None, max_length=1024)
     metadata: dict[str, Any] = Field(default_factory=dict)
     retain_until: datetime | None = None
 
 
 class PersonUpdate(BaseModel):
-    name: str | None = Field(default=None, min_length=1, max_length=256, description="Rename.")
+    name: Name | None = Field(default=None, min_length=1, max_length=256, description="Rename.")
     consent: str | None = Field(default=None, max_length=1024)
     metadata: dict[str, Any] | None = None
     retain_until: datetime | None = None
 
 
 class PersonMerge(BaseModel):
-    into: str = Field(
+    into: Name = Field(
         min_length=1, max_length=256, description="The person who receives every face."
     )
 
 
 class FacesMove(BaseModel):
     face_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(min_length=1, max_length=1000)
-    to: str = Field(min_length=1, max_length=256, description="The person who receives them.")
+    to: Name = Field(min_length=1, max_length=256, description="The person who receives them.")
 
 
 class PersonPublic(Out):

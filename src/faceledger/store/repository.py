@@ -23,6 +23,8 @@ from sqlalchemy.exc import IntegrityError
 
 from faceledger.errors import Conflict, InvalidArgument, LimitExceeded, NotFound
 from faceledger.index import SearchResult
+from faceledger.names import check_name
+from faceledger.names import normalize as normalize_name
 from faceledger.store.db import (
     flush_log,
     notify_changes,
@@ -193,7 +195,7 @@ class Store:
         tx: Tx | None = None,
     ) -> CollectionRecord:
         """Create a collection bound for life to one model pack's embedding space."""
-        _check_name(name, "collection")
+        name = _check_name(name, "collection")
         with self._write(tx) as t:
             try:
                 t.conn.execute(
@@ -295,7 +297,7 @@ class Store:
         tx: Tx | None = None,
     ) -> PersonRecord:
         """Create a person; the collection may require a consent reference."""
-        _check_name(name, "person")
+        name = _check_name(name, "person")
         with self._write(tx) as t:
             col = _collection_row(t.conn, collection)
             _check_consent(col, consent)
@@ -326,7 +328,8 @@ class Store:
         self, collection: str, names: Sequence[str], *, tx: Tx | None = None
     ) -> dict[str, str]:
         """``name -> pseudonym`` of the named persons that exist (as seen by ``tx``)."""
-        wanted = sorted(set(names))
+        given = {normalize_name(n): n for n in names}
+        wanted = sorted(given)
         if not wanted:
             return {}
         out: dict[str, str] = {}
@@ -339,7 +342,7 @@ class Store:
                         persons.c.name.in_(wanted[lo : lo + 500]),
                     )
                 ).all()
-                out.update({str(r[0]): str(r[1]) for r in rows})
+                out.update({given[str(r[0])]: str(r[1]) for r in rows})
         return out
 
     def enrolled_hashes(self, collection: str, person: str, *, tx: Tx | None = None) -> set[str]:
@@ -349,7 +352,7 @@ class Store:
             rows = conn.execute(
                 select(faces.c.image_sha256)
                 .join(persons, persons.c.id == faces.c.person_id)
-                .where(persons.c.collection_id == col.id, persons.c.name == person)
+                .where(persons.c.collection_id == col.id, persons.c.name == normalize_name(person))
             ).all()
         return {str(r[0]) for r in rows if r[0]}
 
@@ -424,8 +427,9 @@ class Store:
     ) -> PersonRecord:
         """Rename a person, or change metadata, consent or retention (``None``: unchanged)."""
         values: dict[str, Any] = {}
-        if new_name is not None and new_name != name:
-            _check_name(new_name, "person")
+        if new_name is not None:
+            new_name = _check_name(new_name, "person")
+        if new_name is not None and new_name != normalize_name(name):
             values["name"] = new_name
         if metadata is not None:
             values["metadata"] = metadata
@@ -602,7 +606,7 @@ class Store:
         if not create:
             row = conn.execute(
                 select(persons.c.id).where(
-                    persons.c.collection_id == col.id, persons.c.name == name
+                    persons.c.collection_id == col.id, persons.c.name == normalize_name(name)
                 )
             ).first()
             if row is None:
@@ -614,6 +618,8 @@ class Store:
         self, conn: Connection, col: CollectionRecord, names: Sequence[str], *, consent: str | None
     ) -> dict[str, int]:
         """Ids of the named persons, creating the missing ones (in two statements per chunk)."""
+        given = list(names)
+        names = [normalize_name(n) for n in given]
         found: dict[str, int] = {}
         for lo in range(0, len(names), 500):
             chunk = list(names[lo : lo + 500])
@@ -623,7 +629,7 @@ class Store:
                 )
             ).all()
             found.update({str(r[0]): int(r[1]) for r in rows})
-        missing = [n for n in names if n not in found]
+        missing = list(dict.fromkeys(n for n in names if n not in found))
         if missing:
             for name in missing:
                 _check_name(name, "person")
@@ -647,7 +653,7 @@ class Store:
                 values,
             )
             found.update({str(r[0]): int(r[1]) for r in result.all()})
-        return found
+        return {g: found[n] for g, n in zip(given, names, strict=True)}
 
     @staticmethod
     def _check_face_limit(conn: Connection, owners: Sequence[int]) -> None:
@@ -741,11 +747,8 @@ def new_pseudonym() -> str:
     return f"p_{secrets.token_hex(8)}"
 
 
-def _check_name(name: str, what: str) -> None:
-    if not name or len(name) > 256 or name != name.strip() or "/" in name:
-        raise InvalidArgument(
-            f"invalid {what} name {name!r}: 1-256 characters, no '/', no outer spaces"
-        )
+def _check_name(name: str, what: str) -> str:
+    return check_name(name, what)
 
 
 def _check_consent(col: CollectionRecord, consent: str | None) -> None:
@@ -779,7 +782,9 @@ def _unpack(rows: Sequence[Any], dim: int) -> tuple[np.ndarray, FloatArray]:
 
 
 def _collection_row(conn: Connection, name: str) -> CollectionRecord:
-    row = conn.execute(select(collections).where(collections.c.name == name)).first()
+    row = conn.execute(
+        select(collections).where(collections.c.name == normalize_name(name))
+    ).first()
     if row is None:
         raise NotFound(f"collection {name!r} not found")
     return _collection(row)
@@ -792,7 +797,9 @@ def _face_count(conn: Connection, person_id: int) -> int:
 
 def _person_row(conn: Connection, collection_id: int, name: str) -> Row[Any]:
     row = conn.execute(
-        select(persons).where(persons.c.collection_id == collection_id, persons.c.name == name)
+        select(persons).where(
+            persons.c.collection_id == collection_id, persons.c.name == normalize_name(name)
+        )
     ).first()
     if row is None:
         raise NotFound(f"person {name!r} not found")
