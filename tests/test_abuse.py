@@ -1,0 +1,120 @@
+"""Hold under abuse (#13), each finding on a real server process.
+
+Erasure is final (an enrolment racing a deletion never brings the person back), and a 504
+means nothing was stored.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+from PIL import Image
+
+from faceledger.errors import FaceledgerError, NotFound, RequestAbandoned
+from tests.test_api import Server, start_server, stop_server
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data = tmp_path_factory.mktemp("abuse") / "data"
+    srv = start_server(data, FACELEDGER_RATE_LIMIT="0")
+    yield srv
+    stop_server(srv)
+
+
+def _ledger_ops(server: Server) -> list[str]:
+    with server.database().connect() as conn:
+        rows = conn.execute(sqlalchemy.text("SELECT operation FROM audit_log ORDER BY seq")).all()
+    return [str(r[0]) for r in rows]
+
+
+@pytest.mark.slow
+def test_enrolment_racing_an_erasure_never_brings_the_person_back(
+    server: Server, faces_dir: Path
+) -> None:
+    """Finding 1: DELETE answered 204, then the racing enrolment 201 and the person was back."""
+    image = (faces_dir / "faceapi_bbt" / "identities" / "sheldon" / "sheldon1.png").read_bytes()
+    rng = random.Random(13)
+    outcomes: list[str] = []
+    with server.client() as admin:
+        admin.create_collection("race", require_consent=False)
+        for run in range(20):
+            name = f"p{run}"
+            admin.create_person("race", name)
+            enrol: dict[str, object] = {}
+
+            def do_enrol(name: str = name, enrol: dict[str, object] = enrol) -> None:
+                with server.client() as c:
+                    try:
+                        enrol["ok"] = c.enroll("race", name, image)
+                    except FaceledgerError as exc:
+                        enrol["error"] = exc
+
+            t = threading.Thread(target=do_enrol)
+            t.start()
+            time.sleep(rng.uniform(0.0, 0.4))
+            admin.delete_person("race", name)
+            deleted_at = time.monotonic()
+            t.join(timeout=120)
+            assert not t.is_alive()
+            if "error" in enrol:
+                assert isinstance(enrol["error"], NotFound), enrol["error"]
+                outcomes.append("refused")
+            else:
+                outcomes.append("erased")
+            # whatever the order, the erasure is final
+            with pytest.raises(NotFound):
+                admin.get_person("race", name)
+            assert time.monotonic() - deleted_at < 120
+        assert admin.list_persons("race") == []
+    with server.database().connect() as conn:
+        left = conn.execute(sqlalchemy.text("SELECT count(*) FROM faces")).scalar()
+    assert left == 0, outcomes
+
+
+def _crowd(faces_dir: Path, tiles: int) -> bytes:
+    """A group photo tiled ``tiles`` x ``tiles`` times: hundreds of real faces in one image."""
+    group = Image.open(faces_dir / "faceapi_bbt" / "group" / "bbt1.jpg").convert("RGB")
+    w, h = group.size
+    canvas = Image.new("RGB", (w * tiles, h * tiles))
+    for i in range(tiles):
+        for j in range(tiles):
+            canvas.paste(group, (i * w, j * h))
+    out = io.BytesIO()
+    canvas.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+@pytest.mark.slow
+def test_a_timed_out_enrolment_stores_nothing(tmp_path: Path, faces_dir: Path) -> None:
+    """Finding 7: with REQUEST_TIMEOUT=2 a many-face enrolment answered 504, then landed."""
+    srv = start_server(
+        tmp_path / "data",
+        FACELEDGER_RATE_LIMIT="0",
+        FACELEDGER_REQUEST_TIMEOUT="0.5",
+        FACELEDGER_MAX_IMAGE_PIXELS="100000000",
+    )
+    try:
+        image = _crowd(faces_dir, 4)
+        with srv.client() as c:
+            c.create_collection("t", require_consent=False)
+            c.create_person("t", "crowd")
+            before = _ledger_ops(srv)
+            with pytest.raises(RequestAbandoned):
+                c.enroll("t", "crowd", image, largest=True, allow_low_quality=True)
+            time.sleep(8)  # the abandoned work would have landed by now
+            assert c.get_person("t", "crowd")["face_count"] == 0
+        assert [op for op in _ledger_ops(srv)[len(before) :] if "enrol" in op] == []
+        with srv.database().connect() as conn:
+            assert conn.execute(sqlalchemy.text("SELECT count(*) FROM faces")).scalar() == 0
+    finally:
+        stop_server(srv)
