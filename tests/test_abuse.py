@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy
 from PIL import Image
@@ -116,5 +117,60 @@ def test_a_timed_out_enrolment_stores_nothing(tmp_path: Path, faces_dir: Path) -
         assert [op for op in _ledger_ops(srv)[len(before) :] if "enrol" in op] == []
         with srv.database().connect() as conn:
             assert conn.execute(sqlalchemy.text("SELECT count(*) FROM faces")).scalar() == 0
+    finally:
+        stop_server(srv)
+
+
+def _big_photo(faces_dir: Path, side: int) -> bytes:
+    """A real group photo scaled up to ``side`` pixels wide: slow to decode and search."""
+    group = Image.open(faces_dir / "faceapi_bbt" / "group" / "bbt1.jpg").convert("RGB")
+    w, h = group.size
+    out = io.BytesIO()
+    group.resize((side, side * h // w)).save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+@pytest.mark.slow
+def test_images_beyond_the_budget_are_refused_with_503(tmp_path: Path, faces_dir: Path) -> None:
+    """Finding 3: nothing bounded concurrent decoding; now one slot, one waiting, 503 beyond."""
+    srv = start_server(
+        tmp_path / "data",
+        FACELEDGER_RATE_LIMIT="0",
+        FACELEDGER_IMAGE_SLOTS="1",
+        FACELEDGER_IMAGE_QUEUE="1",
+    )
+    try:
+        image = _big_photo(faces_dir, 4000)
+        with srv.client() as admin:
+            key = admin.create_key("searcher")["key"]
+        responses: list[httpx.Response] = []
+        lock = threading.Lock()
+
+        def detect() -> None:
+            r = httpx.post(
+                f"{srv.url}/v1/detect",
+                headers={"X-API-Key": key},
+                content=image,
+                timeout=120,
+            )
+            with lock:
+                responses.append(r)
+
+        threads = [threading.Thread(target=detect) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=180)
+        statuses = sorted(r.status_code for r in responses)
+        assert len(statuses) == 8 and set(statuses) <= {200, 503}, statuses
+        refused = [r for r in responses if r.status_code == 503]
+        assert refused, statuses  # 8 at once cannot all fit in one slot and one place in line
+        assert statuses.count(200) >= 2, statuses  # the one in work and the one waiting
+        for r in refused:
+            assert r.json()["code"] == "overloaded"
+            assert int(r.headers["Retry-After"]) >= 1
+        # once the crowd has gone, the server answers again
+        with srv.client(key) as c:
+            assert c.detect(image)["faces"]
     finally:
         stop_server(srv)

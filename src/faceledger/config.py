@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     """Faces whose box is smaller (pixels, shorter side) are ignored."""
     workers: int = 0
     """Images processed in parallel (0: one per CPU core)."""
+    image_slots: int = 0
+    """Images decoded and run through the models at once, process-wide (0: one per CPU
+    core): what bounds the memory images hold, however many requests arrive."""
+    image_queue: int = 16
+    """HTTP requests waiting for an image slot beyond which a request is refused at once
+    with 503 ``overloaded`` and ``Retry-After`` (a request waits at most 30 s for a slot)."""
     default_max_fmr: float = 1e-4
     cache_dir: Path = Path(".cache")
     # -- service ---------------------------------------------------------------------

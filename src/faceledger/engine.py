@@ -6,6 +6,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import copy_context
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, TypeVar
@@ -13,6 +14,7 @@ from typing import Any, TypeVar
 import cv2
 import numpy as np
 
+from faceledger.budget import Gate
 from faceledger.errors import InvalidArgument, NoFace
 from faceledger.imaging import ImageLimits, decode_image
 from faceledger.models.align import ARCFACE_TEMPLATE
@@ -72,6 +74,7 @@ class Engine:
         min_face_size: float = 10.0,
         detector_input_cap: int = 640,
         limits: ImageLimits | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.pack = load_pack(pack) if isinstance(pack, str) else pack
         self.model_id = self.pack.model_id
@@ -79,6 +82,8 @@ class Engine:
         self.min_face_size = min_face_size
         self.detector_input_cap = detector_input_cap
         self.limits = limits or ImageLimits()
+        self.gate = gate or Gate(self.workers)
+        """Every image is decoded, located and embedded in one slot of this gate."""
         self._pipeline = self.pack.build(threads=1)
         self._pool: ThreadPoolExecutor | None = None
 
@@ -130,11 +135,12 @@ class Engine:
     ) -> tuple[_Located, FloatArray, list[Future[FloatArray]]]:
         """Decode and locate, hand any recogniser batches after the first to the other
         workers at once, then embed the first batch (all faces of most photos) here."""
-        located = self._locate(self.load(image), None)
-        first, *rest = _batches(located.crops)
-        pool = self._executor()
-        later = [pool.submit(self._pipeline.embed_aligned, batch) for batch in rest]
-        return located, self._pipeline.embed_aligned(first), later
+        with self.gate.slot():
+            located = self._locate(self.load(image), None)
+            first, *rest = _batches(located.crops)
+            pool = self._executor()
+            later = [pool.submit(self._pipeline.embed_aligned, batch) for batch in rest]
+            return located, self._pipeline.embed_aligned(first), later
 
     def _embed_crops(self, crops: UInt8Image) -> FloatArray:
         """Embeddings of aligned crops, run in recogniser batches (``RECOGNISER_BATCH``)."""
@@ -161,12 +167,14 @@ class Engine:
     # -- public API ---------------------------------------------------------------------
     def detect(self, image: ImageInput, *, min_face_size: float | None = None) -> list[Face]:
         """Faces in an image with boxes, landmarks, scores and quality, largest first."""
-        return self._faces(self._locate(self.load(image), min_face_size), None)
+        with self.gate.slot():
+            return self._faces(self._locate(self.load(image), min_face_size), None)
 
     def embed(self, image: ImageInput, *, min_face_size: float | None = None) -> list[Face]:
         """Faces in an image with their embeddings ``(dim,)``, largest first."""
-        located = self._locate(self.load(image), min_face_size)
-        return self._faces(located, self._embed_crops(located.crops))
+        with self.gate.slot():
+            located = self._locate(self.load(image), min_face_size)
+            return self._faces(located, self._embed_crops(located.crops))
 
     def embed_largest(self, image: ImageInput) -> Face:
         """The embedded largest face of an image.
@@ -192,17 +200,19 @@ class Engine:
 
         Crops that are not the recogniser's size (112 px) are resized to it.
         """
-        crops = [self._aligned_crop(image) for image in images]
-        if not crops:
-            return np.zeros((0, self.pack.embedding_dim), dtype=np.float32)
-        return self._pipeline.embed_aligned(np.stack(crops))
+        with self.gate.slot():
+            crops = [self._aligned_crop(image) for image in images]
+            if not crops:
+                return np.zeros((0, self.pack.embedding_dim), dtype=np.float32)
+            return self._pipeline.embed_aligned(np.stack(crops))
 
     def embed_aligned_face(self, image: ImageInput) -> Face:
         """An already aligned crop as a face: template landmarks, quality, embedding."""
-        rgb = self._aligned_crop(image)
-        size = self._pipeline.aligned_size
-        landmarks = (ARCFACE_TEMPLATE * (size / 112.0)).astype(np.float32)
-        emb = self._pipeline.embed_aligned(rgb[None])[0]
+        with self.gate.slot():
+            rgb = self._aligned_crop(image)
+            size = self._pipeline.aligned_size
+            landmarks = (ARCFACE_TEMPLATE * (size / 112.0)).astype(np.float32)
+            emb = self._pipeline.embed_aligned(rgb[None])[0]
         return Face(
             box=Box(0.0, 0.0, float(size), float(size)),
             landmarks=landmarks,
@@ -214,14 +224,15 @@ class Engine:
 
     def embed_center(self, image: ImageInput) -> Face:
         """Embed the image centre as a face (the LFW protocol's fallback when none is found)."""
-        rgb = self.load(image)
-        h, w = rgb.shape[:2]
-        side = min(h, w) * 0.6
-        landmarks = (ARCFACE_TEMPLATE / 112.0 * side + [(w - side) / 2, (h - side) / 2]).astype(
-            np.float32
-        )
-        crop = self._pipeline.align(rgb, landmarks)
-        emb = self._pipeline.embed_aligned(crop[None])[0]
+        with self.gate.slot():
+            rgb = self.load(image)
+            h, w = rgb.shape[:2]
+            side = min(h, w) * 0.6
+            landmarks = (ARCFACE_TEMPLATE / 112.0 * side + [(w - side) / 2, (h - side) / 2]).astype(
+                np.float32
+            )
+            crop = self._pipeline.align(rgb, landmarks)
+            emb = self._pipeline.embed_aligned(crop[None])[0]
         box = Box((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
         return Face(
             box=box,
@@ -272,7 +283,9 @@ class Engine:
         """Apply ``fn`` to ``items`` on the engine's worker threads, keeping order."""
         if self.workers <= 1:
             return map(fn, items)
-        return self._executor().map(fn, items)
+        # each item runs in a copy of the caller's context (its request's budget and guard)
+        contexts = ((copy_context(), item) for item in items)
+        return self._executor().map(lambda ci: ci[0].run(fn, ci[1]), contexts)
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -294,11 +307,14 @@ class Engine:
     def _embed_pipelined(self, images: Iterator[ImageInput]) -> Iterator[list[Face]]:
         pool = self._executor()
         start = self._locate_and_start_embedding
-        ahead = deque(pool.submit(start, image) for image in islice(images, 2 * self.workers))
+        ahead = deque(
+            pool.submit(copy_context().run, start, image)
+            for image in islice(images, 2 * self.workers)
+        )
         while ahead:
             located, first, later = ahead.popleft().result()
             for image in islice(images, 1):
-                ahead.append(pool.submit(start, image))
+                ahead.append(pool.submit(copy_context().run, start, image))
             embeddings = np.concatenate([first, *(f.result() for f in later)])
             yield self._faces(located, embeddings)
 

@@ -11,6 +11,7 @@ from typing import Any
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from faceledger.budget import bounded
 from faceledger.service.work import RequestGuard, abandon_on
 
 REQUESTS = Counter("faceledger_requests_total", "HTTP requests", ["method", "route", "status"])
@@ -127,7 +128,9 @@ class Timeout:
             await send(message)
 
         guard = RequestGuard()
-        with abandon_on(guard):  # the task copies this context, threads it starts too
+        # the task copies this context, threads it starts too: the request's work is
+        # abandoned with it, and refused (503) rather than queued when images are backed up
+        with abandon_on(guard), bounded():
             task = asyncio.ensure_future(self.app(scope, receive, tracking_send))
         try:
             await asyncio.wait_for(asyncio.shield(task), self.seconds)

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from faceledger.budget import Gate
 from faceledger.config import Settings
 from faceledger.engine import Engine
 from faceledger.errors import Conflict, PurposeRequired
@@ -45,6 +46,8 @@ class ServiceCore:
         self.require_purpose = require_purpose
         """Searches must state a purpose (the HTTP app sets it from ``settings``)."""
         self._engines: dict[str, Engine] = {}
+        self.gate = Gate(self.settings.image_slots, queue=self.settings.image_queue)
+        """One budget of image slots shared by every engine of the process."""
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -67,6 +70,7 @@ class ServiceCore:
                     limits=ImageLimits(
                         self.settings.max_image_bytes, self.settings.max_image_pixels
                     ),
+                    gate=self.gate,
                 )
             return self._engines[name]
 
