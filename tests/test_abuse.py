@@ -7,18 +7,27 @@ means nothing was stored.
 from __future__ import annotations
 
 import io
+import json
 import random
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy
 from PIL import Image
 
-from faceledger.errors import FaceledgerError, NotFound, RequestAbandoned
+from faceledger.engine import Engine
+from faceledger.errors import (
+    FaceledgerError,
+    LimitExceeded,
+    NotFound,
+    PurposeRequired,
+    RequestAbandoned,
+)
 from tests.test_api import Server, start_server, stop_server
 
 pytestmark = pytest.mark.integration
@@ -172,5 +181,80 @@ def test_images_beyond_the_budget_are_refused_with_503(tmp_path: Path, faces_dir
         # once the crowd has gone, the server answers again
         with srv.client(key) as c:
             assert c.detect(image)["faces"]
+    finally:
+        stop_server(srv)
+
+
+def test_the_face_cap_applies_before_embedding(engine: Engine, faces_dir: Path) -> None:
+    """Finding 8: identify embedded all 443 faces of a tiled image before cutting to 100."""
+    capped = Engine(engine.pack, max_faces=3, workers=1)
+    embedded: list[int] = []
+    real = capped._pipeline.embed_aligned
+
+    def counting(crops: Any) -> Any:
+        embedded.append(len(crops))
+        return real(crops)
+
+    capped._pipeline.embed_aligned = counting  # type: ignore[method-assign]
+    crowd = _crowd(faces_dir, 2)
+    everyone = engine.detect(crowd)
+    assert len(everyone) > 10
+    faces = capped.embed(crowd)
+    assert len(faces) == 3 and sum(embedded) == 3
+    largest = sorted((f.box.width * f.box.height for f in everyone), reverse=True)[:3]
+    assert [f.box.width * f.box.height for f in faces] == pytest.approx(largest)
+    capped.close()
+
+
+@pytest.mark.slow
+def test_group_is_capped_and_needs_a_purpose(
+    tmp_path: Path, faces_dir: Path
+) -> None:
+    """Findings 6 and 8: a searcher's group showed every name without a purpose or record,
+    and ignored the per-image face cap (2,380 faces)."""
+    srv = start_server(
+        tmp_path / "data",
+        FACELEDGER_RATE_LIMIT="0",
+        FACELEDGER_MAX_FACES_PER_IMAGE="5",
+        FACELEDGER_MAX_GROUP_FACES="8",
+    )
+    try:
+        crowd = _crowd(faces_dir, 2)
+        sheldon = faces_dir / "faceapi_bbt" / "identities" / "sheldon"
+        with srv.client() as admin:
+            searcher = admin.create_key("searcher")["key"]
+            admin.create_collection("staff", require_consent=False)
+            admin.create_person("staff", "sheldon")
+            for image in sorted(sheldon.iterdir())[:2]:
+                admin.enroll("staff", "sheldon", image)
+        with srv.client(searcher) as c:
+            [found] = [c.identify("staff", crowd, purpose="test")]
+            assert len(found["faces"]) == 5
+            grouped = c.group([crowd])
+            total = sum(len(g) for g in grouped["groups"]) + len(grouped["messy_group"])
+            assert total == 5
+            with pytest.raises(LimitExceeded):
+                c.group([crowd, crowd])
+            with pytest.raises(PurposeRequired):
+                c.group(collection="staff")
+            shown = c.group(collection="staff", purpose="find duplicates", case="C-7")
+        people = {f["person"] for g in shown["groups"] for f in g} | {
+            f["person"] for f in shown["messy_group"]
+        }
+        assert people == {"sheldon"}
+        with srv.database().connect() as conn:
+            row = conn.execute(
+                sqlalchemy.text(
+                    "SELECT purpose, case_ref, result FROM audit_log "
+                    "WHERE operation = 'group' ORDER BY seq DESC LIMIT 1"
+                )
+            ).one()
+            pseudonym = conn.execute(
+                sqlalchemy.text("SELECT pseudonym FROM persons WHERE name = 'sheldon'")
+            ).scalar()
+        assert row[0] == "find duplicates" and row[1] == "C-7"
+        result = json.loads(row[2]) if isinstance(row[2], str) else row[2]
+        assert result["persons_disclosed"] == [pseudonym]
+        assert "sheldon" not in json.dumps(result)
     finally:
         stop_server(srv)

@@ -44,7 +44,7 @@ class Gate:
     bound and ``wait_seconds`` apply only to work started under :func:`bounded`.
     """
 
-    def __init__(self, slots: int = 0, *, queue: int = -1, wait_seconds: float = 60.0) -> None:
+    def __init__(self, slots: int = 0, *, queue: int = -1, wait_seconds: float = 30.0) -> None:
         self.slots = slots if slots > 0 else (os.cpu_count() or 1)
         self.queue = queue
         self.wait_seconds = wait_seconds

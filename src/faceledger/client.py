@@ -304,10 +304,14 @@ class Client:
         *,
         collection: str | None = None,
         max_fmr: float = 1e-3,
+        purpose: str | None = None,
+        case: str | None = None,
     ) -> dict[str, Any]:
         params: dict[str, Any] = {
             "max_fmr": max_fmr,
             **({"collection": collection} if collection else {}),
+            **({"purpose": purpose} if purpose else {}),
+            **({"case": case} if case else {}),
         }
         files = [("images", (f"image-{i}", _bytes(im))) for i, im in enumerate(images or [])]
         return dict(self._call("POST", "/v1/group", params=params, files=files or None))

@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     max_image_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     max_faces_per_image: int = 100
+    """Only the largest this many faces of an image are aligned and embedded (0: all)."""
+    max_group_faces: int = 1000
+    """Faces in all the images of one ``group`` request; beyond, 409 ``limit_exceeded``."""
     detector_input_cap: int = 640
     """Long side of the detector input; images are scaled down to it, never up."""
     min_face_size: float = 10.0

@@ -75,6 +75,7 @@ class Engine:
         detector_input_cap: int = 640,
         limits: ImageLimits | None = None,
         gate: Gate | None = None,
+        max_faces: int = 0,
     ) -> None:
         self.pack = load_pack(pack) if isinstance(pack, str) else pack
         self.model_id = self.pack.model_id
@@ -82,6 +83,8 @@ class Engine:
         self.min_face_size = min_face_size
         self.detector_input_cap = detector_input_cap
         self.limits = limits or ImageLimits()
+        self.max_faces = max_faces
+        """Only the largest this many faces of an image are aligned and embedded (0: all)."""
         self.gate = gate or Gate(self.workers)
         """Every image is decoded, located and embedded in one slot of this gate."""
         self._pipeline = self.pack.build(threads=1)
@@ -121,6 +124,10 @@ class Engine:
     def _locate(self, rgb: UInt8Image, min_face_size: float | None) -> _Located:
         """Detect, align and grade the faces of a decoded image (everything but embedding)."""
         det = self._detections(rgb, self.min_face_size if min_face_size is None else min_face_size)
+        if 0 < self.max_faces < len(det):  # the cap applies before any face costs an embedding
+            area = (det.boxes[:, 2] - det.boxes[:, 0]) * (det.boxes[:, 3] - det.boxes[:, 1])
+            keep = np.sort(np.argsort(-area, kind="stable")[: self.max_faces])
+            det = Detections(det.boxes[keep], det.landmarks[keep], det.scores[keep])
         size = self._pipeline.aligned_size
         crops = np.empty((len(det), size, size, 3), dtype=np.uint8)
         qualities = []

@@ -71,6 +71,7 @@ class ServiceCore:
                         self.settings.max_image_bytes, self.settings.max_image_pixels
                     ),
                     gate=self.gate,
+                    max_faces=self.settings.max_faces_per_image,
                 )
             return self._engines[name]
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from faceledger.engine import ImageInput
-from faceledger.errors import InvalidArgument
+from faceledger.errors import InvalidArgument, LimitExceeded
 from faceledger.ledger.audit import Actor
 from faceledger.results import (
     FaceResult,
@@ -311,8 +311,16 @@ class SearchOps(ServiceCore):
             else:
                 engine = self.engine(model)
                 cal = engine.pack.require_calibration()
-                rows, photo_ids = [], []
+                rows: list[FloatArray] = []
+                photo_ids = []
+                cap = self.settings.max_group_faces
                 for n, faces in enumerate(engine.embed_many(images)):
+                    if cap and len(rows) + len(faces) > cap:  # stop before embedding more
+                        raise LimitExceeded(
+                            f"the images hold more than {cap} faces in all (MAX_GROUP_FACES): "
+                            "group fewer images at once",
+                            limit=cap,
+                        )
                     for k, f in enumerate(faces):
                         rows.append(f.require_embedding())
                         photo_ids.append(n)

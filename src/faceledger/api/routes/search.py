@@ -217,12 +217,23 @@ def group(
     key: SearcherKey,
     collection: str | None = None,
     max_fmr: MaxFmr = 1e-3,
+    purpose: Purpose = None,
+    case: Case = None,
 ) -> GroupResponse:
-    """Cluster the faces of uploaded images (multipart, up to 100 files) or of a collection."""
+    """Cluster the faces of uploaded images (multipart, up to 100 files) or of a collection.
+
+    Grouping a collection shows its persons' names, so like identify it needs a purpose,
+    and its ledger entry records the pseudonyms of the persons shown."""
     if collection is None and not images:
         raise InvalidArgument("upload images (multipart) or name a collection")
     names = [f"image-{i}" for i in range(len(images))]
     result = service.group(
-        images, collection=collection, max_fmr=max_fmr, sources=names, actor=actor_of(key)
+        images,
+        collection=collection,
+        max_fmr=max_fmr,
+        sources=names,
+        purpose=purpose,
+        case_ref=case,
+        actor=actor_of(key),
     )
     return GroupResponse.model_validate(result)
