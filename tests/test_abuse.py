@@ -23,11 +23,13 @@ from PIL import Image
 from faceledger.engine import Engine
 from faceledger.errors import (
     FaceledgerError,
+    InvalidArgument,
     LimitExceeded,
     NotFound,
     PurposeRequired,
     RequestAbandoned,
 )
+from faceledger.service import FaceService
 from tests.test_api import Server, start_server, stop_server
 
 pytestmark = pytest.mark.integration
@@ -207,9 +209,7 @@ def test_the_face_cap_applies_before_embedding(engine: Engine, faces_dir: Path) 
 
 
 @pytest.mark.slow
-def test_group_is_capped_and_needs_a_purpose(
-    tmp_path: Path, faces_dir: Path
-) -> None:
+def test_group_is_capped_and_needs_a_purpose(tmp_path: Path, faces_dir: Path) -> None:
     """Findings 6 and 8: a searcher's group showed every name without a purpose or record,
     and ignored the per-image face cap (2,380 faces)."""
     srv = start_server(
@@ -258,3 +258,56 @@ def test_group_is_capped_and_needs_a_purpose(
         assert "sheldon" not in json.dumps(result)
     finally:
         stop_server(srv)
+
+
+def _nested(depth: int) -> str:
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+def test_bad_metadata_is_refused_and_nothing_is_stored(server: Server) -> None:
+    """Finding 7/8: metadata 900 deep answered 500 but stored the person (every page that
+    showed it then failed); 20 MB or a million keys were accepted; NaN became null."""
+    h = {"X-API-Key": server.admin_key, "content-type": "application/json"}
+    with server.client() as c:
+        c.create_collection("meta", require_consent=False)
+    url = f"{server.url}/v1/collections/meta/persons"
+    bodies = {
+        "deep": '{"name": "deep", "metadata": ' + _nested(900) + "}",
+        "deeper": '{"name": "deeper", "metadata": ' + _nested(20) + "}",
+        "nan": '{"name": "nan", "metadata": {"x": NaN}}',
+        "inf": '{"name": "inf", "metadata": {"x": Infinity}}',
+        "wide": json.dumps({"name": "wide", "metadata": {f"k{i}": i for i in range(5000)}}),
+        "big": json.dumps({"name": "big", "metadata": {"blob": "x" * 200_000}}),
+    }
+    for what, body in bodies.items():
+        r = httpx.post(url, content=body, headers=h, timeout=60)
+        assert 400 <= r.status_code < 500, (what, r.status_code, r.text[:200])
+        assert r.json()["code"] == "invalid_argument", what
+    with server.client() as c:
+        assert c.list_persons("meta") == []
+        ok = c.create_person("meta", "ok", metadata={"display": "Zoë ‮", "tags": [1, 2.5]})
+        assert ok["metadata"]["tags"] == [1, 2.5]
+        r = httpx.patch(
+            f"{url}/ok", content='{"metadata": ' + _nested(900) + "}", headers=h, timeout=60
+        )
+        assert r.status_code == 422, r.text[:200]
+        assert c.get_person("meta", "ok")["metadata"]["tags"] == [1, 2.5]
+        assert [p["name"] for p in c.list_persons("meta")] == ["ok"]
+
+
+def test_the_store_bounds_metadata_for_every_front(service: FaceService) -> None:
+    """The CLI and the library go through the same check as the API."""
+    service.create_collection("m", require_consent=False)
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(50):
+        node["a"] = {}
+        node = node["a"]
+    for bad in ({"x": float("nan")}, deep, {"k": list(range(2000))}):
+        with pytest.raises(InvalidArgument):
+            service.create_person("m", "p", metadata=bad)
+    assert service.store.list_persons("m") == []
+    service.create_person("m", "p", metadata={"ok": True})
+    with pytest.raises(InvalidArgument):
+        service.update_person("m", "p", metadata={"x": float("inf")})
+    assert service.store.get_person("m", "p").metadata == {"ok": True}

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from faceledger.ledger.keys import Role
+from faceledger.metadata import problem as metadata_problem
 from faceledger.names import normalize, problem
 
 MAX_ID = 2**53
@@ -24,6 +25,17 @@ def _identifier(value: str) -> str:
 
 Name = Annotated[str, AfterValidator(_identifier)]
 """A collection or person name (:mod:`faceledger.names`): stored in NFC."""
+
+
+def _bounded_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    why = metadata_problem(value)
+    if why is not None:
+        raise ValueError(why)
+    return value
+
+
+Metadata = Annotated[dict[str, Any], AfterValidator(_bounded_metadata)]
+"""Person metadata (:mod:`faceledger.metadata`): finite JSON of bounded depth and size."""
 
 
 class Out(BaseModel):
@@ -61,14 +73,14 @@ class CalibrationChoice(BaseModel):
 class PersonCreate(BaseModel):
     name: Name = Field(min_length=1, max_length=256)
     consent: str | None = Field(default=None, max_length=1024)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
     retain_until: datetime | None = None
 
 
 class PersonUpdate(BaseModel):
     name: Name | None = Field(default=None, min_length=1, max_length=256, description="Rename.")
     consent: str | None = Field(default=None, max_length=1024)
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
     retain_until: datetime | None = None
 
 

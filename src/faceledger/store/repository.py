@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from faceledger.errors import Conflict, InvalidArgument, LimitExceeded, NotFound
 from faceledger.index import SearchResult
+from faceledger.metadata import check_metadata
 from faceledger.names import check_name
 from faceledger.names import normalize as normalize_name
 from faceledger.store.db import (
@@ -298,6 +299,7 @@ class Store:
     ) -> PersonRecord:
         """Create a person; the collection may require a consent reference."""
         name = _check_name(name, "person")
+        metadata = check_metadata(metadata or {})
         with self._write(tx) as t:
             col = _collection_row(t.conn, collection)
             _check_consent(col, consent)
@@ -432,7 +434,7 @@ class Store:
         if new_name is not None and new_name != normalize_name(name):
             values["name"] = new_name
         if metadata is not None:
-            values["metadata"] = metadata
+            values["metadata"] = check_metadata(metadata)
         if consent is not None:
             values["consent"] = consent
         if retain_until is not None:
