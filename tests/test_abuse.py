@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 import random
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -311,3 +313,34 @@ def test_the_store_bounds_metadata_for_every_front(service: FaceService) -> None
     with pytest.raises(InvalidArgument):
         service.update_person("m", "p", metadata={"x": float("inf")})
     assert service.store.get_person("m", "p").metadata == {"ok": True}
+
+
+@pytest.mark.slow
+def test_one_owner_per_data_folder(tmp_path: Path) -> None:
+    """Finding 5: a second serve on one folder started without complaint (and disagreed)."""
+    data = tmp_path / "data"
+    srv = start_server(data, FACELEDGER_RATE_LIMIT="0")
+    cli = [sys.executable, "-m", "faceledger", "--data", str(data)]
+    try:
+        second = subprocess.run(
+            [*cli, "serve", "--port", "1"], capture_output=True, text=True, timeout=120
+        )
+        assert second.returncode == 6, second.stderr
+        assert "in use by another faceledger process" in second.stderr
+        writer = subprocess.run(
+            [*cli, "collection", "create", "x", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert writer.returncode == 6, writer.stdout + writer.stderr
+        assert "serve" in writer.stdout + writer.stderr  # names the owner
+        assert srv.proc.poll() is None
+        with srv.client() as c:
+            assert c.list_collections() == []
+    finally:
+        stop_server(srv)
+    after = subprocess.run(
+        [*cli, "collection", "create", "x", "--json"], capture_output=True, text=True, timeout=120
+    )
+    assert after.returncode == 0, after.stderr

@@ -46,7 +46,8 @@ class ExitCode(IntEnum):
     4     not_found    the collection, person, face or file does not exist
     5     refused      refused by policy: quality too low, several faces, consent or
                        purpose missing, or an enrolment image refused for one of these
-    6     conflict     a name already taken, embeddings of another model, a limit reached
+    6     conflict     a name already taken, embeddings of another model, a limit reached,
+                       a data folder a server owns
     7     bad_input    an unreadable, unsupported or too large image or video, or an
                        invalid argument value
     8     aborted      a confirmation was declined

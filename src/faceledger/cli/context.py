@@ -39,8 +39,12 @@ def data_dir() -> Path | None:
 
 @contextmanager
 def open_service() -> Iterator[FaceService]:
-    """A service on the chosen data directory, closed (indexes saved) afterwards."""
+    """A service on the chosen data directory, closed (indexes saved) afterwards.
+
+    The folder is held shared (:mod:`faceledger.owner`): refused while a server owns it.
+    """
     from faceledger.config import Settings
+    from faceledger.owner import own
     from faceledger.service import FaceService
 
     settings = Settings()
@@ -48,11 +52,12 @@ def open_service() -> Iterator[FaceService]:
         settings = settings.model_copy(update={"data": _state["data"]})
     if _database["url"] is not None:
         settings = settings.model_copy(update={"db_url": _database["url"]})
-    service = FaceService(settings)
-    try:
-        yield service
-    finally:
-        service.close()
+    with own(settings.data, exclusive=False):
+        service = FaceService(settings)
+        try:
+            yield service
+        finally:
+            service.close()
 
 
 def local_actor() -> Actor:

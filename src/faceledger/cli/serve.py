@@ -49,12 +49,12 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     log_level: Annotated[str, typer.Option(help="Log level.")] = "INFO",
 ) -> None:
-    """Run the REST API (OpenAPI at /openapi.json, docs at /docs)."""
-    import uvicorn
+    """Run the REST API (OpenAPI at /openapi.json, docs at /docs).
 
-    from faceledger.api.app import create_app, ensure_admin_key
+    The server owns its data folder alone: a second server or a CLI command on it is
+    refused (exit 6) while it runs."""
     from faceledger.cli.context import data_dir, database_url
-    from faceledger.service import FaceService
+    from faceledger.owner import own
 
     settings = Settings()
     chosen = data or data_dir()
@@ -63,6 +63,16 @@ def serve(
     if database_url() is not None:
         settings = settings.model_copy(update={"db_url": database_url()})
     configure_logging(log_level)
+    with own(settings.data, exclusive=True, what="serve"):  # for the server's whole life
+        _serve(settings, host, port)
+
+
+def _serve(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from faceledger.api.app import create_app, ensure_admin_key
+    from faceledger.service import FaceService
+
     bootstrap = FaceService(settings)
     path = ensure_admin_key(bootstrap)
     bootstrap.close()
