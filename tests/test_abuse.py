@@ -344,3 +344,36 @@ def test_one_owner_per_data_folder(tmp_path: Path) -> None:
         [*cli, "collection", "create", "x", "--json"], capture_output=True, text=True, timeout=120
     )
     assert after.returncode == 0, after.stderr
+
+
+@pytest.mark.slow
+def test_unauthenticated_floods_are_rate_limited_by_address(tmp_path: Path) -> None:
+    """Finding 8: 300 requests with no key or a wrong key were never rate limited; and a key
+    revoked by another process kept working for ever (the key cache had no expiry)."""
+    srv = start_server(tmp_path / "data", FACELEDGER_RATE_LIMIT="1", FACELEDGER_RATE_BURST="5")
+    try:
+        statuses = []
+        for i in range(40):
+            headers = {"X-API-Key": "fl_wrong_key"} if i % 2 else {}
+            r = httpx.get(f"{srv.url}/v1/collections", headers=headers, timeout=30)
+            statuses.append(r.status_code)
+            if r.status_code == 429:
+                assert r.json()["code"] == "rate_limited"
+                assert int(r.headers["Retry-After"]) >= 1
+        assert set(statuses) == {401, 429} and statuses.count(429) >= 10, statuses
+        with srv.client() as admin:  # a client with a key has its own bucket
+            assert admin.list_collections() == []
+            searcher = admin.create_key("searcher")
+        r = httpx.get(f"{srv.url}/v1/collections", headers={"X-API-Key": searcher["key"]})
+        assert r.status_code == 200, r.text
+        # another process revokes the key in the database: it stops working within the TTL
+        with srv.database().begin() as conn:
+            conn.execute(
+                sqlalchemy.text("UPDATE api_keys SET revoked_at = CURRENT_TIMESTAMP WHERE id = :i"),
+                {"i": searcher["id"]},
+            )
+        time.sleep(6)
+        r = httpx.get(f"{srv.url}/v1/collections", headers={"X-API-Key": searcher["key"]})
+        assert r.status_code == 401, r.text
+    finally:
+        stop_server(srv)

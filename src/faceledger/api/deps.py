@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
 
 from faceledger.api.ratelimit import RateLimiter
-from faceledger.errors import Forbidden
+from faceledger.errors import Forbidden, Unauthenticated
 from faceledger.ledger.audit import Actor
 from faceledger.ledger.keys import ApiKey, Role
 from faceledger.service import FaceService
@@ -30,8 +30,14 @@ ServiceDep = Annotated[FaceService, Depends(get_service)]
 def get_key(
     request: Request, service: ServiceDep, secret: Annotated[str | None, Depends(api_key_header)]
 ) -> ApiKey:
-    key = service.keys.authenticate(secret)
     limiter: RateLimiter = request.app.state.limiter
+    try:
+        key = service.keys.authenticate(secret)
+    except Unauthenticated:
+        # requests without a valid key spend the bucket of their client address: a
+        # flood of them (or a key-guessing run) gets 429, a keyed client is unaffected
+        limiter.check(f"address:{request.client.host if request.client else '?'}")
+        raise
     limiter.check(key.id)
     return key
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -24,6 +25,9 @@ from faceledger.ledger.schema import api_keys
 from faceledger.store.db import read_transaction, write_transaction
 
 KEY_PREFIX = "fl_"
+AUTH_CACHE_SECONDS = 5.0
+"""How long a process trusts a key it has checked (SQLite only): a key revoked by another
+process stops working within this many seconds."""
 
 
 class Role(StrEnum):
@@ -70,7 +74,7 @@ class KeyStore:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._cache: dict[str, ApiKey] = {}
+        self._cache: dict[str, tuple[ApiKey, float]] = {}
         # On a database shared by replicas another replica may revoke a key at any time:
         # every request reads the key's row (one indexed lookup) instead of this cache.
         self._caching = engine.dialect.name == "sqlite"
@@ -102,8 +106,8 @@ class KeyStore:
             raise Unauthenticated("an API key is required (X-API-Key header)")
         digest = _hash(secret)
         cached = self._cache.get(digest)
-        if cached is not None:
-            return cached
+        if cached is not None and time.monotonic() < cached[1]:
+            return cached[0]
         with read_transaction(self._engine) as conn:
             row = conn.execute(select(api_keys).where(api_keys.c.key_hash == digest)).first()
         if (
@@ -113,8 +117,8 @@ class KeyStore:
         ):
             raise Unauthenticated("unknown or revoked API key")
         key = _key(row._mapping)
-        if self._caching:
-            self._cache[digest] = key
+        if self._caching:  # a revocation elsewhere is seen within AUTH_CACHE_SECONDS
+            self._cache[digest] = (key, time.monotonic() + AUTH_CACHE_SECONDS)
         return key
 
     def list(self) -> list[ApiKey]:
