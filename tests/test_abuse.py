@@ -29,6 +29,7 @@ from faceledger.errors import (
     LimitExceeded,
     NotFound,
     PurposeRequired,
+    QualityTooLow,
     RequestAbandoned,
 )
 from faceledger.service import FaceService
@@ -377,3 +378,23 @@ def test_unauthenticated_floods_are_rate_limited_by_address(tmp_path: Path) -> N
         assert r.status_code == 401, r.text
     finally:
         stop_server(srv)
+
+
+def _upside_down(path: Path) -> bytes:
+    out = io.BytesIO()
+    Image.open(path).convert("RGB").rotate(180).save(out, "JPEG", quality=92)
+    return out.getvalue()
+
+
+def test_an_upside_down_face_is_refused_for_enrolment(server: Server, faces_dir: Path) -> None:
+    """Finding 9: an upside-down face graded high and was enrolled (similarity to the upright
+    photo -0.03: a face that matches nobody, itself included)."""
+    photo = faces_dir / "deepface_tests" / "identities" / "person01_angelina_jolie" / "img1.jpg"
+    with server.client() as c:
+        c.create_collection("turned", require_consent=False)
+        c.create_person("turned", "p")
+        with pytest.raises(QualityTooLow):
+            c.enroll("turned", "p", _upside_down(photo))
+        assert c.get_person("turned", "p")["face_count"] == 0
+        c.enroll("turned", "p", photo)  # the same photo upright is accepted
+        assert c.get_person("turned", "p")["face_count"] == 1

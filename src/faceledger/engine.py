@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import copy_context
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any, TypeVar
 
@@ -46,6 +46,18 @@ class _Located:
     detections: Detections
     crops: UInt8Image
     qualities: list[Quality]
+
+
+def _iou(box: FloatArray, boxes: FloatArray) -> FloatArray:
+    """Intersection over union of one box ``(4,)`` with each of ``boxes (n, 4)``."""
+    x1 = np.maximum(box[0], boxes[:, 0])
+    y1 = np.maximum(box[1], boxes[:, 1])
+    x2 = np.minimum(box[2], boxes[:, 2])
+    y2 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return np.asarray(inter / np.maximum(area + areas - inter, 1e-6), dtype=np.float32)
 
 
 def _batches(crops: UInt8Image) -> list[UInt8Image]:
@@ -177,11 +189,49 @@ class Engine:
         with self.gate.slot():
             return self._faces(self._locate(self.load(image), min_face_size), None)
 
-    def embed(self, image: ImageInput, *, min_face_size: float | None = None) -> list[Face]:
-        """Faces in an image with their embeddings ``(dim,)``, largest first."""
+    def embed(
+        self, image: ImageInput, *, min_face_size: float | None = None, upright: bool = False
+    ) -> list[Face]:
+        """Faces in an image with their embeddings ``(dim,)``, largest first.
+
+        With ``upright`` (enrolment) the image is also searched upside down: a face found
+        there with a higher detector score is an inverted face (the detector reads an
+        upside-down face as an upright one with the mouth for eyes, and its embedding
+        matches nobody), so its roll is reported as 180 degrees and it grades ``low``.
+        """
         with self.gate.slot():
-            located = self._locate(self.load(image), min_face_size)
+            rgb = self.load(image)
+            located = self._locate(rgb, min_face_size)
+            if upright and len(located.detections):
+                self._mark_inverted(rgb, located, min_face_size)
             return self._faces(located, self._embed_crops(located.crops))
+
+    def _mark_inverted(
+        self, rgb: UInt8Image, located: _Located, min_face_size: float | None
+    ) -> None:
+        h, w = rgb.shape[:2]
+        turned = self._pipeline.detect(
+            np.ascontiguousarray(rgb[::-1, ::-1]),
+            min_face_size=self.min_face_size if min_face_size is None else min_face_size,
+            input_cap=self.detector_input_cap,
+        )
+        if not len(turned):
+            return
+        back = np.stack(
+            [
+                w - turned.boxes[:, 2],
+                h - turned.boxes[:, 3],
+                w - turned.boxes[:, 0],
+                h - turned.boxes[:, 1],
+            ],
+            axis=1,
+        )
+        det = located.detections
+        for i in range(len(det)):
+            overlap = _iou(det.boxes[i], back)
+            j = int(np.argmax(overlap))
+            if overlap[j] > 0.3 and float(turned.scores[j]) > float(det.scores[i]):
+                located.qualities[i] = replace(located.qualities[i], roll=180.0, grade="low")
 
     def embed_largest(self, image: ImageInput) -> Face:
         """The embedded largest face of an image.

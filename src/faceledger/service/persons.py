@@ -192,7 +192,9 @@ class PersonOps(ServiceCore):
 
         def embed(image: ImageInput) -> list[Face] | FaceledgerError:
             try:
-                return [engine.embed_aligned_face(image)] if aligned else engine.embed(image)
+                if aligned:
+                    return [engine.embed_aligned_face(image)]
+                return engine.embed(image, upright=True)  # an inverted face grades low
             except FaceledgerError as exc:
                 return exc
 
