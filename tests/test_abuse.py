@@ -398,3 +398,45 @@ def test_an_upside_down_face_is_refused_for_enrolment(server: Server, faces_dir:
         assert c.get_person("turned", "p")["face_count"] == 0
         c.enroll("turned", "p", photo)  # the same photo upright is accepted
         assert c.get_person("turned", "p")["face_count"] == 1
+
+
+@pytest.mark.slow
+def test_kill_9_during_queued_video_jobs_leaves_no_orphan(tmp_path: Path, faces_dir: Path) -> None:
+    """Finding 4: after a kill -9, uploads stayed in DATA/tmp for ever and queued jobs 404'd."""
+    data = tmp_path / "data"
+    srv = start_server(data, FACELEDGER_RATE_LIMIT="0")
+    video = faces_dir / "intel_sample_videos" / "mp4_from_gif" / "face-demographics-walking.mp4"
+    with srv.client() as c:
+        c.create_collection("v", require_consent=False)
+    h = {"X-API-Key": srv.admin_key}
+    jobs = []
+    for _ in range(4):
+        r = httpx.post(
+            f"{srv.url}/v1/videos?collection=v&purpose=restart+test",
+            content=video.read_bytes(),
+            headers=h,
+            timeout=60,
+        )
+        assert r.status_code == 202, r.text
+        jobs.append(r.json()["job"])
+    # what a dying upload and a lost job leave behind
+    (data / "tmp").mkdir(exist_ok=True)
+    (data / "tmp" / "video-half.upload").write_bytes(b"\x00" * 100_000)
+    (data / "jobs" / "0123456789abcdef0123456789abcdef.video").write_bytes(b"\x00" * 100_000)
+    srv.proc.kill()  # kill -9
+    srv.proc.wait(timeout=30)
+    srv = start_server(data, FACELEDGER_RATE_LIMIT="0")
+    try:
+        assert [p for p in (data / "tmp").iterdir()] == []
+        uploads = {p.name for p in (data / "jobs").glob("*.video")}
+        assert "0123456789abcdef0123456789abcdef.video" not in uploads
+        for job in jobs:
+            r = httpx.get(f"{srv.url}/v1/videos/{job}", headers=h, timeout=30)
+            assert r.status_code == 200, r.text
+            state = r.json()["status"]
+            assert state in {"queued", "running", "done", "failed", "interrupted"}, state
+            if state in {"queued", "running", "interrupted"}:  # resumable: its video is kept
+                assert f"{job}.video" in uploads, (job, state)
+        assert uploads <= {f"{job}.video" for job in jobs}
+    finally:
+        stop_server(srv)

@@ -51,11 +51,30 @@ class VideoJobs:
         self._text_reader: TextReader | None = None
         for job_id in self.store.interrupt_running():
             log.warning("video job %s was interrupted by a restart", job_id)
+        self._sweep(service.settings.data / "tmp")
         self._thread = threading.Thread(
             target=self._work, name="faceledger-video-jobs", daemon=True
         )
         if start:
             self._thread.start()
+
+    def _sweep(self, tmp: Path) -> None:
+        """At start: remove uploads a dead process left half-written in ``DATA/tmp`` and
+        upload files in ``DATA/jobs`` no job refers to (the folder has one owner, so
+        nothing else is writing them)."""
+        freed = 0
+        if tmp.is_dir():
+            for left in tmp.iterdir():
+                if left.is_file():
+                    freed += left.stat().st_size
+                    left.unlink(missing_ok=True)
+        kept = {Path(p).name for p in self.store.paths()}
+        for upload in self.directory.glob("*.video"):
+            if upload.name not in kept:
+                freed += upload.stat().st_size
+                upload.unlink(missing_ok=True)
+        if freed:
+            log.warning("removed %d bytes of uploads left by a stopped server", freed)
 
     # -- what the fronts call --------------------------------------------------------------
     def submit(
