@@ -440,3 +440,30 @@ def test_kill_9_during_queued_video_jobs_leaves_no_orphan(tmp_path: Path, faces_
         assert uploads <= {f"{job}.video" for job in jobs}
     finally:
         stop_server(srv)
+
+
+@pytest.mark.slow
+def test_video_queue_is_capped_per_key(tmp_path: Path, faces_dir: Path) -> None:
+    """Finding 4: 40 uploads from one key were all accepted and queued."""
+    srv = start_server(
+        tmp_path / "data", FACELEDGER_RATE_LIMIT="0", FACELEDGER_MAX_QUEUED_VIDEOS="2"
+    )
+    video = faces_dir / "intel_sample_videos" / "mp4_from_gif" / "face-demographics-walking.mp4"
+    try:
+        with srv.client() as c:
+            c.create_collection("v", require_consent=False)
+            one, other = (c.create_key("searcher")["key"] for _ in range(2))
+        url = f"{srv.url}/v1/videos?collection=v&purpose=queue+test"
+        statuses = []
+        for _ in range(5):
+            r = httpx.post(url, content=video.read_bytes(), headers={"X-API-Key": one}, timeout=60)
+            statuses.append(r.status_code)
+            if r.status_code == 429:
+                assert r.json()["code"] == "rate_limited"
+                assert int(r.headers["Retry-After"]) >= 1
+        assert set(statuses) == {202, 429} and statuses[:2] == [202, 202], statuses
+        r = httpx.post(url, content=video.read_bytes(), headers={"X-API-Key": other}, timeout=60)
+        assert r.status_code == 202  # the cap is per key
+        assert [p for p in (srv.data / "tmp").iterdir()] == []  # refused uploads are not kept
+    finally:
+        stop_server(srv)

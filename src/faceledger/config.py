@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     """Request bodies above this are refused with 413 before being read."""
     max_video_bytes: int = 512 * 1024 * 1024
     """Video uploads (``POST /v1/videos``) have their own, larger cap."""
+    max_queued_videos: int = 4
+    """Video jobs one key may have queued or running; beyond, 429 ``rate_limited`` before
+    the upload is stored (0: no cap)."""
     request_timeout: float = 120.0
     rate_limit: float = 50.0
     """Requests per second per API key (0: unlimited)."""

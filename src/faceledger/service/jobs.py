@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
 
-from faceledger.errors import Conflict, FaceledgerError
+from faceledger.errors import Conflict, FaceledgerError, RateLimited
 from faceledger.ledger.audit import Actor
 from faceledger.service.media import MediaOps
 from faceledger.store.jobs import JobRecord, JobStatus, JobStore
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("faceledger.jobs")
 POLL_SECONDS = 1.0
+QUEUE_RETRY_SECONDS = 10
 """How often an idle runner looks for queued jobs (a submission wakes it at once)."""
 
 __all__ = ["JobRecord", "JobStatus", "VideoJobs"]
@@ -77,6 +78,27 @@ class VideoJobs:
             log.warning("removed %d bytes of uploads left by a stopped server", freed)
 
     # -- what the fronts call --------------------------------------------------------------
+    def check_queue(self, key_id: str) -> None:
+        """Refuse a key that already has ``MAX_QUEUED_VIDEOS`` jobs queued or running.
+
+        Raises:
+            RateLimited: with ``retry_after`` seconds (HTTP 429).
+        """
+        cap = self.service.settings.max_queued_videos
+        if cap <= 0:
+            return
+        waiting = sum(
+            1
+            for job in self.store.page(key_id=key_id, limit=cap + 100)
+            if job.status in ("queued", "running")
+        )
+        if waiting >= cap:
+            raise RateLimited(
+                f"this key has {waiting} video jobs queued or running (MAX_QUEUED_VIDEOS "
+                f"{cap}): wait for one to finish",
+                retry_after=QUEUE_RETRY_SECONDS,
+            )
+
     def submit(
         self,
         upload: Path,

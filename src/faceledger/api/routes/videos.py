@@ -138,6 +138,7 @@ async def submit_video(
 ) -> JobAccepted:
     """Queue a video for indexing (raw body or multipart field ``video``); poll the job."""
     await run_in_threadpool(service.check_video_request, collection, purpose)
+    await run_in_threadpool(_jobs(request).check_queue, key.id)  # before the upload is kept
     path = await _save_upload(request, service.settings.data / "tmp")
     options = IndexOptions(
         fps=None if every_frame else fps, ocr=ocr, max_fmr=max_fmr, time_budget=JOB_TIME_BUDGET
