@@ -4,8 +4,9 @@ A name is normalised to Unicode NFC (so "José" typed with a combining accent an
 precomposed one is the same person), then refused if it is empty, longer than
 :data:`MAX_NAME_LENGTH` characters, has outer spaces, is ``.`` or ``..``, or holds a
 control or format character (Unicode categories Cc and Cf, which include NUL and the
-bidirectional overrides) or a path/URL character (``/ \\ ? # %``). Display names with
-any characters belong in a person's metadata.
+bidirectional overrides) or a path/URL character (``/ ? # %``). A backslash is allowed
+(it is not a separator in URLs, and the client encodes it). Display names with any
+characters belong in a person's metadata.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from typing import Final
 from faceledger.errors import InvalidArgument
 
 MAX_NAME_LENGTH: Final = 256
-FORBIDDEN_CHARACTERS: Final = frozenset("/\\?#%")
+FORBIDDEN_CHARACTERS: Final = frozenset("/?#%")
 RULE: Final = (
     f"1-{MAX_NAME_LENGTH} characters, no outer spaces, not '.' or '..', no control or "
-    "format characters, none of / \\ ? # %"
+    "format characters, none of / ? # %"
 )
 
 
