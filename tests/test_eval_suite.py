@@ -228,6 +228,41 @@ def test_group_differentials_match_brute_force_and_flag() -> None:
     assert a.fmr > b.fmr and d.fmr_ratio == pytest.approx(a.fmr / b.fmr)
 
 
+def test_each_group_is_told_the_threshold_that_gives_it_the_stated_rate() -> None:
+    # Operating guidance (#14): for every group, the lowest threshold at which that
+    # group's own impostor pairs are falsely matched at most at the stated rate.
+    rng = np.random.default_rng(7)
+    centres = rng.normal(size=(16, 32))
+    persons = np.repeat(np.arange(16), 12)
+    emb = centres[persons] + rng.normal(scale=0.9, size=(persons.size, 32))
+    group = np.where(persons < 8, "A", "B")
+    emb[group == "A"] += 0.8
+    emb = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
+    labels = persons.astype(str)
+    stated = [1e-2, 1e-1]
+    diffs = differentials(
+        emb,
+        labels,
+        {"g": group.astype(np.str_)},
+        operating=[(f, 0.45) for f in stated],
+        bootstrap=50,
+    )
+    for d in diffs:
+        for rates in d.groups:
+            t = rates.group_threshold
+            mask = group == rates.group
+            assert brute_group_rates(emb, labels, mask, t + 1e-6)[0] <= d.stated_fmr
+            assert brute_group_rates(emb, labels, mask, t - 1e-6)[0] > d.stated_fmr
+        a, b = d.groups
+        assert a.group_threshold > b.group_threshold  # the look-alike group needs more
+        assert d.to_dict()["groups"][0]["group_threshold"] == pytest.approx(a.group_threshold)
+    few = differentials(
+        emb[:24], labels[:24], {"g": group[:24].astype(np.str_)}, operating=[(1e-4, 0.45)]
+    )
+    assert np.isnan(few[0].groups[0].group_threshold)  # 1e-4 of 240 pairs: not measurable
+    assert few[0].to_dict()["groups"][0]["group_threshold"] is None
+
+
 def test_check_calibration_counts_pairs_at_each_threshold() -> None:
     genuine, impostor = synthetic(6)
     cal = calibrate(impostor, source="synthetic")
@@ -414,6 +449,15 @@ def test_per_group_report_on_glint_by_gender(
             )
             assert g["fmr"] == pytest.approx(fmr) and g["fnmr"] == pytest.approx(fnmr)
             assert g["flagged"] == (g["fmr_ci"][0] > 3 * d["stated_fmr"])
+            if g["group_threshold"] is not None:  # guidance: the group's own threshold
+                own = g["group_threshold"]
+                mask = gender == g["group"]
+                assert (
+                    brute_group_rates(glint.embeddings, glint.labels, mask, own + 1e-6)[0]
+                    <= d["stated_fmr"]
+                )
+                assert f"{g['group']} {own:.4f}" in " ".join(report["verdict"])
+    assert any(g["group_threshold"] is not None for g in d["groups"])
     scores = all_pair_scores(glint.embeddings, glint.labels)
     y = np.r_[np.ones(scores.genuine.size), np.zeros(scores.impostor.size)]
     auc = roc_auc_score(y, np.r_[scores.genuine, scores.impostor])
@@ -422,6 +466,7 @@ def test_per_group_report_on_glint_by_gender(
     write_report(report, html_out=tmp_path / "r.html", json_out=tmp_path / "r.json")
     page = (tmp_path / "r.html").read_text()
     assert page.count("data:image/png;base64,") == 5 and "non-commercial" in page
+    assert "threshold giving the stated FMR in this group" in page
     assert json.loads((tmp_path / "r.json").read_text())["model"]["pack"] == "default"
 
 

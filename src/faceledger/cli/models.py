@@ -164,6 +164,11 @@ def _card_lines(card: dict[str, Any]) -> list[str]:
     for d in card["fairness"]["differentials"]:
         groups = "; ".join(
             f"{g['group']} FMR {_rate(g['fmr'])} FNMR {_rate(g['fnmr'])}"
+            + (
+                f" (own threshold for the stated rate {g['group_threshold']:.4f})"
+                if g.get("group_threshold") is not None
+                else ""
+            )
             + (" FLAGGED" if g["flagged"] else "")
             for g in d["groups"]
         )

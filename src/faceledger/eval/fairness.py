@@ -9,6 +9,10 @@ independent). A group is flagged only when the lower bound of its FMR's interval
 ``FLAG_FACTOR`` times the stated rate: the data then show, not merely allow, a group
 falsely matched that much more often. A point estimate over that level whose interval
 reaches below it is reported (``fmr_over_flag_level``) but not flagged.
+
+Operating guidance: each group is also told the threshold that would give it the stated
+rate among its own impostor pairs (``group_threshold``). It is reported, never applied:
+the operator chooses a threshold, and a search records the one it used.
 """
 
 from __future__ import annotations
@@ -55,6 +59,37 @@ def pair_counts(
     return accepted, pairs
 
 
+def highest_impostor_scores(
+    embeddings: FloatArray, identity: npt.NDArray[np.intp], count: int
+) -> FloatArray:
+    """The ``count`` highest scores of cross-identity pairs (each unordered pair once),
+    in descending order. Cost O(n^2 d / 2), memory O(count + BLOCK n)."""
+    n = embeddings.shape[0]
+    top = np.empty(0, dtype=np.float32)
+    if count <= 0:
+        return top
+    for start in range(0, n, BLOCK):
+        sims = embeddings[start : start + BLOCK] @ embeddings[start:].T
+        rows = np.arange(sims.shape[0])
+        upper = np.arange(sims.shape[1])[None, :] > rows[:, None]  # j > i only
+        impostor = identity[start : start + BLOCK, None] != identity[None, start:]
+        scores = sims[upper & impostor].astype(np.float32)
+        top = np.concatenate([top, scores])
+        if top.size > count:
+            top = np.partition(top, top.size - count)[-count:]
+    return np.sort(top)[::-1]
+
+
+def threshold_for_rate(top: FloatArray, impostor_pairs: int, rate: float) -> float:
+    """The lowest threshold at which at most ``rate`` of ``impostor_pairs`` score at or
+    above it, from the highest impostor scores ``top`` (descending); NaN when the rate
+    allows no false match among the pairs (nothing to measure it by)."""
+    allowed = int(np.floor(rate * impostor_pairs))
+    if allowed < 1 or allowed >= top.size:
+        return float("nan")
+    return float(np.nextafter(np.float32(top[allowed]), np.float32(np.inf)))
+
+
 @dataclass(frozen=True, slots=True)
 class GroupRates:
     """FMR and FNMR of one group with bootstrap intervals.
@@ -77,6 +112,9 @@ class GroupRates:
     enough_impostors: bool
     flagged: bool
     fmr_over_flag_level: bool = False
+    group_threshold: float = float("nan")
+    """The lowest threshold at which this group's own impostor pairs are falsely matched
+    at most at the stated rate (NaN when too few pairs to tell): guidance, never applied."""
 
 
 def _rates(w: Counts, acc: Counts, pairs: Counts) -> tuple[Counts, Counts]:
@@ -110,6 +148,8 @@ def group_rates(
     lo, hi = 50 * (1 - confidence), 50 * (1 + confidence)
     impostor_pairs = int((pairs.sum() - np.trace(pairs)) / 2)
     genuine_pairs = int(np.trace(pairs) / 2)
+    needed = max(int(np.floor(f * impostor_pairs)) + 1 for f in stated_fmrs)
+    top = highest_impostor_scores(embeddings, identity.astype(np.intp), min(needed, impostor_pairs))
     out = []
     for acc, stated in zip(accepted, stated_fmrs, strict=True):
         fmr, fnmr = (float(x[0]) for x in _rates(np.ones((1, k)), acc, pairs))
@@ -139,6 +179,7 @@ def group_rates(
                 enough_impostors=stated * impostor_pairs >= MIN_EXCEEDANCES,
                 flagged=bool(not np.isnan(fmr_ci[0]) and fmr_ci[0] > level),
                 fmr_over_flag_level=bool(fmr > level),
+                group_threshold=threshold_for_rate(top, impostor_pairs, stated),
             )
         )
     return out
@@ -186,6 +227,7 @@ class Differential:
                     **{f.name: getattr(g, f.name) for f in fields(GroupRates)},
                     "fmr": clean(g.fmr),
                     "fnmr": clean(g.fnmr),
+                    "group_threshold": clean(g.group_threshold),
                     "fmr_ci": [clean(x) for x in g.fmr_ci],
                     "fnmr_ci": [clean(x) for x in g.fnmr_ci],
                 }

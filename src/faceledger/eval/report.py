@@ -189,6 +189,7 @@ def verdict(report: dict[str, Any]) -> list[str]:
             f"{d['column']} at stated FMR {d['stated_fmr']:.0e}: worst/best FMR ratio "
             f"{'n/a' if ratio is None else f'{ratio:.2f}'}; flagged: "
             f"{', '.join(d['flagged_groups']) or 'none'}"
+            + _guidance(d)
             + (
                 f"; over {factor:g}x by the point estimate but not established "
                 f"(interval reaches below): {', '.join(unsure)}"
@@ -207,6 +208,21 @@ def verdict(report: dict[str, Any]) -> list[str]:
             + (" (this is the calibration data: an arithmetic check only)." if same else ".")
         )
     return lines
+
+
+def _guidance(d: dict[str, Any]) -> str:
+    """The thresholds that would give each group the stated rate, beside the one used."""
+    own = [
+        f"{g['group']} {g['group_threshold']:.4f}"
+        for g in d["groups"]
+        if g.get("group_threshold") is not None and np.isfinite(g["group_threshold"])
+    ]
+    if not own:
+        return ""
+    return (
+        f"; threshold giving each group the stated rate: {', '.join(own)} "
+        f"(used: {d['threshold']:.4f})"
+    )
 
 
 def report_json(report: dict[str, Any]) -> str:
@@ -363,7 +379,7 @@ GROUP_SPEC = (
     "group=group|identities=identities|images=images|impostor pairs=impostor_pairs"
     "|false matches=false_matches|FMR=fmr|95% CI=fmr_ci_text|genuine pairs=genuine_pairs"
     "|FNMR=fnmr|95% CI=fnmr_ci_text|at least 10 false matches expected=enough_impostors"
-    "|flag=flag"
+    "|threshold giving the stated FMR in this group=group_threshold|flag=flag"
 )
 
 
@@ -396,7 +412,9 @@ def _fairness_html(fair: dict[str, Any]) -> str:
                 f"<p>Stated FMR {_fmt(d['stated_fmr'])} (threshold {_fmt(d['threshold'])}): "
                 f"worst/best FMR ratio {_fmt(d['fmr_ratio_worst_to_best'])}, "
                 f"worst/best FNMR ratio {_fmt(d['fnmr_ratio_worst_to_best'])}; "
-                f"unlabelled images {d['unlabelled_images']}.</p>"
+                f"unlabelled images {d['unlabelled_images']}. A group's own threshold is "
+                "guidance for the operator: faceledger never applies a per-group threshold; "
+                "a search records the threshold it used.</p>"
                 + _table(GROUP_SPEC, records, [g["flagged"] for g in groups])
             )
             x = np.arange(len(groups)) + (k - (len(diffs) - 1) / 2) * 0.15
