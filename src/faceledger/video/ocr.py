@@ -4,6 +4,12 @@
 ``rapidocr-onnxruntime`` package, on ONNX Runtime) on one frame. :class:`TextTimeline`
 is pure: it merges the lines read at successive sample times into one item per
 distinct line, with the intervals where it was on screen.
+
+Word boundaries: PP-OCR's recogniser often drops the narrow spaces of tightly set text
+("BUDGET REVIEW 2027" read as ``BUDGETREVIEW2027``), which defeats word search. Each
+line's crop is binarised and its blank columns measured; a blank run much wider than the
+line's letter gaps (:data:`WORD_GAP`) that falls between two recognised characters (their
+positions come from RapidOCR's ``return_word_box``) becomes a space (:func:`restore_spaces`).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from faceledger.errors import InvalidArgument, ModelError
 from faceledger.imaging.resize import shrink
@@ -30,6 +37,15 @@ SAME_TEXT = 0.8
 """Readings whose normalised texts are at least this similar are one line."""
 MISSED = 2.5
 """Sightings up to this many periods apart are one interval (OCR may miss one sample)."""
+WORD_GAP = 0.25
+"""A blank run at least this fraction of the ink height (and :data:`WORD_GAP_TO_MEDIAN`
+times the line's median gap) separates words; letter gaps measured on OpenCV's Hershey
+fonts stay at or below 0.22 of the height (digits excepted), word gaps are 0.3 to 0.5."""
+WORD_GAP_TO_MEDIAN = 1.8
+THIN_GLYPH = 0.2
+"""Ink narrower than this fraction of the height (I, l, 1) does not bound a word gap."""
+MIN_INK_HEIGHT = 10
+"""Lines with less ink height (pixels) keep the recogniser's spacing: too coarse to measure."""
 _SPACES = re.compile(r"\s+")
 
 
@@ -112,13 +128,15 @@ class TextReader:
         bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
         try:
             with self._lock:
-                found, _ = self._ocr(bgr)
+                found, _ = self._ocr(bgr, return_word_box=True)
         except Exception as exc:  # onnxruntime and RapidOCR raise untyped errors
             raise ModelError(f"OCR failed: {exc}") from exc
         factor = 1.0 / (fit * scale)
+        gray: UInt8Image = np.asarray(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), dtype=np.uint8)
         lines = []
-        for points, text, confidence in found or []:
-            text = _SPACES.sub(" ", str(text)).strip()
+        for points, text, confidence, *word_info in found or []:
+            text = _with_spaces(gray, points, str(text), word_info)
+            text = _SPACES.sub(" ", text).strip()
             if not text or float(confidence) < self.min_confidence:
                 continue
             pts = np.asarray(points, dtype=np.float32) * factor
@@ -130,6 +148,104 @@ class TextReader:
             )
             lines.append(TextLine(text, round(float(confidence), 4), box))
         return lines
+
+
+def blank_runs(gray: UInt8Image) -> tuple[list[tuple[int, int]], int]:
+    """Blank column runs ``[start, end)`` between the first and last inked columns of a
+    text-line crop, and the ink height in pixels (0 when there is no ink).
+
+    The crop is split into ink and background by Otsu's threshold; the background is the
+    class that holds most of the crop's border (light text on dark or dark on light).
+    """
+    if gray.ndim != 2 or gray.size == 0:
+        return [], 0
+    _, binary = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    ink: npt.NDArray[np.bool_] = binary > 0
+    border = np.concatenate([ink[0], ink[-1], ink[:, 0], ink[:, -1]])
+    if border.mean() > 0.5:
+        ink = ~ink
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    if len(cols) == 0:
+        return [], 0
+    inked = np.asarray(ink.any(axis=0), dtype=bool)[cols[0] : cols[-1] + 1]
+    edges = np.flatnonzero(np.diff(inked.astype(np.int8)))
+    starts, ends = edges[inked[edges]] + 1, edges[~inked[edges]] + 1
+    runs = [(int(a + cols[0]), int(b + cols[0])) for a, b in zip(starts, ends, strict=False)]
+    return runs, int(rows[-1] - rows[0] + 1)
+
+
+def restore_spaces(
+    chars: list[str],
+    centres: list[float],
+    runs: list[tuple[int, int]],
+    ink_height: int,
+) -> str:
+    """The characters joined, with a space at each wide blank run between two of them.
+
+    Pure. ``centres`` are the characters' x positions (same pixels as ``runs``); a run is a
+    word gap when it is at least :data:`WORD_GAP` of ``ink_height`` and
+    :data:`WORD_GAP_TO_MEDIAN` times the median run, and the ink on both sides of it is
+    wider than :data:`THIN_GLYPH`. Two digits are never split (a "1" carries wide blank
+    sides), nor is a character pair already around a space.
+    """
+    if len(chars) != len(centres) or len(chars) < 2 or ink_height < MIN_INK_HEIGHT:
+        return "".join(chars)
+    widths = np.array([b - a for a, b in runs], dtype=np.float64)
+    if len(widths) == 0:
+        return "".join(chars)
+    wide = max(WORD_GAP * ink_height, WORD_GAP_TO_MEDIAN * float(np.median(widths)))
+    # The spaces the recogniser did read show this line's word spacing: a new space must
+    # be at least as wide as the narrowest of them, and then needs no thin-glyph rule.
+    known = [_run_at(runs, c) for ch, c in zip(chars, centres, strict=True) if ch.isspace()]
+    calibrated = [float(widths[k]) for k in known if k is not None]
+    if calibrated:
+        wide = max(wide, min(calibrated))
+    thin = -1.0 if calibrated else THIN_GLYPH * ink_height
+    gaps = []
+    for k, ((a, b), w) in enumerate(zip(runs, widths, strict=True)):
+        # the ink beside a gap: a thin glyph (I, l, 1) carries wide blank sides of its own
+        ink_left = a - runs[k - 1][1] if k > 0 else thin + 1
+        ink_right = runs[k + 1][0] - b if k + 1 < len(runs) else thin + 1
+        if w >= wide and ink_left > thin and ink_right > thin:
+            gaps.append((a + b) / 2)
+    out = [chars[0]]
+    for i in range(1, len(chars)):
+        left, right = chars[i - 1], chars[i]
+        between = any(centres[i - 1] < g < centres[i] for g in gaps)
+        if (
+            between
+            and not left.isspace()
+            and not right.isspace()
+            and not (left.isdigit() and right.isdigit())
+        ):
+            out.append(" ")
+        out.append(right)
+    return "".join(out)
+
+
+def _run_at(runs: list[tuple[int, int]], x: float) -> int | None:
+    """The blank run holding ``x`` (or within 2 pixels of it), if any."""
+    for k, (a, b) in enumerate(runs):
+        if a - 2 <= x <= b + 2:
+            return k
+    return None
+
+
+def _with_spaces(gray: UInt8Image, points: Any, text: str, word_info: list[Any]) -> str:
+    """``text`` with the word gaps seen in its crop (RapidOCR's per-character boxes)."""
+    if len(word_info) < 2 or not word_info[0] or len(word_info[1]) != len(word_info[0]):
+        return text  # no per-character boxes: keep the recogniser's text
+    quad = np.asarray(points, dtype=np.float32)
+    x1, y1 = np.floor(quad.min(axis=0)).astype(int)
+    x2, y2 = np.ceil(quad.max(axis=0)).astype(int)
+    tilt = abs(float(quad[1][1] - quad[0][1])) / max(1.0, float(quad[1][0] - quad[0][0]))
+    if tilt > 0.1 or x2 - x1 < 2 or y2 - y1 < 2:
+        return text  # a slanted or vertical line: columns do not separate its words
+    x1, y1 = max(0, x1), max(0, y1)
+    runs, height = blank_runs(gray[y1:y2, x1:x2])
+    boxes = np.asarray(word_info[0], dtype=np.float32)
+    centres = [float(c) - x1 for c in boxes[:, :, 0].mean(axis=1)]
+    return restore_spaces([str(c) for c in word_info[1]], centres, runs, height)
 
 
 @dataclass(slots=True)
