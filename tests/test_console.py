@@ -9,6 +9,7 @@ checked in the browser. Screenshots go to ``.cache/console-screenshots/`` (not c
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,7 +83,7 @@ def console(
     tmp_path_factory: pytest.TempPathFactory, faces_dir: Path, playwright: Playwright
 ) -> Iterator[Console]:
     data = tmp_path_factory.mktemp("console") / "data"
-    server = start_server(data, FACELEDGER_RATE_LIMIT="0")
+    server = start_server(data, FACELEDGER_RATE_LIMIT="0", FACELEDGER_KEEP_VIDEOS="true")
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     try:
         headers = {"X-API-Key": server.admin_key}
@@ -458,3 +459,93 @@ def test_erase_a_person_after_confirmation(console: Console) -> None:
     assert after.locator("tr.item[data-person='leonard']").count() == 0
     after.context.close()
     assert leonard_items >= 1  # their review items (and probe crops) went with them
+
+
+def _axe_problems(page: Page) -> list[str]:
+    result = Axe().run(page)
+    return [v["id"] for v in result.response["violations"]] if result.violations_count else []
+
+
+def _index_clip(console: Console, clip: Path) -> str:
+    """Index ``clip`` as a searcher's video job (faces at 2 fps, no OCR) and wait for it."""
+    headers = {"X-API-Key": console.keys["searcher"], "Content-Type": "video/mp4"}
+    params = {"collection": "bbt", "purpose": "console test", "fps": "2", "ocr": "false"}
+    accepted = httpx.post(
+        f"{console.url}/v1/videos", params=params, headers=headers, content=clip.read_bytes()
+    )
+    job = str(accepted.json()["job"])
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        status = httpx.get(f"{console.url}/v1/videos/{job}", headers=headers).json()["status"]
+        if status not in ("queued", "running"):
+            break
+        time.sleep(1)
+    assert status == "done"
+    return job
+
+
+def test_a_video_timeline_shows_who_appears_when(console: Console, faces_dir: Path) -> None:
+    examples = faces_dir / "face_recognition_examples"
+    lin = "lin_manuel_miranda"
+    with Client(console.url, console.keys["enroller"]) as c:
+        c.create_person("bbt", lin, consent="consent form lin")
+        c.enroll("bbt", lin, examples / "identities" / lin / "lin-manuel-miranda.png")
+    clip = examples / "video" / "short_hamilton_clip.mp4"
+    job = _index_clip(console, clip)
+
+    page = console.sign_in("searcher")
+    page.get_by_role("link", name="Videos").click()
+    assert _axe_problems(page) == []
+    shot(page, "videos")
+    page.get_by_role("link", name=job).click()
+    assert _axe_problems(page) == []
+    rows = page.locator("tr.appearance")
+    assert rows.count() >= 2  # lin and at least one unknown person
+    assert page.evaluate(
+        "[...document.querySelectorAll('tr.appearance img')].every(i => i.naturalWidth > 0)"
+    )
+    row = page.locator(f"tr.appearance[data-label='{lin}']")
+    assert row.locator("img").count() == 1
+    shot(page, "video")
+
+    # Jump to lin's close-up: the page comes back with the player starting there.
+    jump = row.locator("a.jump").last
+    start, end = re.findall(r"t=([\d.]+)&end=([\d.]+)", str(jump.get_attribute("href")))[0]
+    assert float(end) - float(start) >= 3.0  # the close-up (3.8-7.7 s)
+    jump.click()
+    page.wait_for_url(re.compile(rf"\?t={start}&end={end}#player$"))
+    video = page.locator("video")
+    assert str(video.get_attribute("src")).endswith(f"#t={start},{end}")
+    page.wait_for_function("document.querySelector('video').readyState >= 1")
+    at = page.evaluate("document.querySelector('video').currentTime")
+    assert abs(at - float(start)) < 0.5, at  # Chromium seeked there (Range requests)
+    media = page.request.get(f"{console.url}/ui/videos/{job}/file", headers={"Range": "bytes=0-99"})
+    assert (
+        media.status == 206
+        and media.headers["content-range"] == f"bytes 0-99/{clip.stat().st_size}"
+    )
+    page.context.close()
+
+    other = console.sign_in("second")  # another searcher's key sees only its own jobs
+    other.goto(f"{console.url}/ui/videos")
+    assert other.get_by_role("link", name=job).count() == 0
+    assert other.request.get(f"{console.url}/ui/videos/{job}/file").status == 404
+    other.context.close()
+    auditor = console.sign_in("auditor")  # no video jobs over the API, none here
+    auditor.goto(f"{console.url}/ui/videos/{job}")
+    assert "may not do this" in auditor.locator("[role=alert]").inner_text()
+    assert auditor.request.get(f"{console.url}/ui/videos/{job}/file").status == 403
+    auditor.context.close()
+
+    with Client(console.url, console.keys["admin"]) as c:
+        c.delete_person("bbt", lin)
+    (console.server.data / "jobs" / f"{job}.video").unlink()  # as with KEEP_VIDEOS off
+    admin = console.sign_in("admin")  # an administrator sees every key's jobs
+    admin.goto(f"{console.url}/ui/videos/{job}")
+    assert admin.locator(f"tr.appearance[data-label='{lin}']").count() == 0
+    erased = admin.locator("tr.appearance[data-label='erased person']")
+    assert erased.count() == 1 and erased.locator("img").count() == 0
+    assert lin not in admin.locator("main").inner_text()
+    assert admin.locator("video").count() == 0 and admin.locator("#no-player").count() == 1
+    assert admin.request.get(f"{console.url}/ui/videos/{job}/file").status == 404
+    admin.context.close()

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     max_queued_videos: int = 4
     """Video jobs one key may have queued or running; beyond, 429 ``rate_limited`` before
     the upload is stored (0: no cap)."""
+    keep_videos: bool = False
+    """Keep a video job's upload once it is indexed, so the review console can play it at
+    the times of its timeline, until the job is deleted (``DELETE /v1/videos/{job}``). Off:
+    the server keeps the index and never the video. Erasing a person redacts the index,
+    not a kept video."""
     request_timeout: float = 120.0
     rate_limit: float = 50.0
     """Requests per second per API key (0: unlimited)."""

@@ -1,10 +1,10 @@
 """Video jobs: indexing runs in the background, one job at a time, kept in the database.
 
 A job's upload is moved to ``DATA/jobs/<id>.video`` when it is submitted and deleted when
-the job is done, cancelled or deleted (a failed or interrupted job keeps it, to be
-retried). Jobs survive a restart: a job that was running when the process died is
-marked ``interrupted``; queued jobs run once the server is back. A failing job is marked
-failed and never stops the server.
+the job is done (unless ``KEEP_VIDEOS``: then the console can play it), cancelled or
+deleted (a failed or interrupted job keeps it, to be retried). Jobs survive a restart: a
+job that was running when the process died is marked ``interrupted``; queued jobs run
+once the server is back. A failing job is marked failed and never stops the server.
 """
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ class VideoJobs:
             log.exception("video job %s failed", job.id)
             error = {"code": "internal_error", "message": "indexing failed unexpectedly"}
         self.store.finish(job.id, status, result=result, error=error)
-        if status == "done":
+        if status == "done" and not self.service.settings.keep_videos:
             Path(job.path).unlink(missing_ok=True)
 
     def _index(self, job: JobRecord) -> tuple[dict[str, Any], dict[str, Any] | None]:

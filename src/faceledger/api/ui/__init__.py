@@ -8,13 +8,13 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from faceledger.api.ui import audit, auth, people, review, unknown
+from faceledger.api.ui import audit, auth, people, review, unknown, videos
 from faceledger.api.ui.console import HERE
 
 
 def install(app: FastAPI) -> None:
     """Mount the console's pages and stylesheet on ``app``."""
-    for module in (auth, review, people, unknown, audit):
+    for module in (auth, review, people, unknown, videos, audit):
         app.include_router(module.router)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")
 

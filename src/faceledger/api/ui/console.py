@@ -33,7 +33,7 @@ templates = Jinja2Templates(directory=HERE / "templates")  # autoescapes every v
 SECURITY_HEADERS = {
     # No script runs on console pages at all, inline or from elsewhere.
     "Content-Security-Policy": (
-        "default-src 'none'; img-src 'self' data:; style-src 'self'; "
+        "default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'self'; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
