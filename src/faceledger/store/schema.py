@@ -252,3 +252,50 @@ review_rejections = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_review_rejections_person", "person_id"),
 )
+
+
+# -- the searchable media index (migration 0008_media) -----------------------------------
+# One row per indexed video of a collection (re-indexing the same file replaces it).
+media_videos = Table(
+    "media_videos",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "collection_id", Integer, ForeignKey("collections.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("video_sha256", String(64), nullable=False),
+    Column("file_name", Text, nullable=False),
+    Column("duration", Float, nullable=True),
+    Column("complete", Boolean, nullable=False),
+    Column("speech_problem", Text, nullable=True),
+    Column("indexed_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("collection_id", "video_sha256", name="uq_media_video"),
+    Index("ix_media_videos_indexed_at", "indexed_at"),
+    sqlite_autoincrement=True,
+)
+
+# The timeline of a video: kind "person" (an appearance interval), "text" (a line shown on
+# screen) or "speech" (a transcript segment). An enrolled person is referred to by id only
+# (ON DELETE SET NULL: erasing the person leaves an unnamed "erased person" interval);
+# ``label`` holds an unknown person's per-video label. Words are searched in ``text`` and
+# ``text_en``: SQLite through the FTS5 table ``media_text`` (external content, kept in
+# step by triggers, see the migration), PostgreSQL through a GIN index on
+# ``to_tsvector('simple', text || ' ' || text_en)``.
+media_segments = Table(
+    "media_segments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("video_id", Integer, ForeignKey("media_videos.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("t_start", Float, nullable=False),
+    Column("t_end", Float, nullable=False),
+    Column("person_id", Integer, ForeignKey("persons.id", ondelete="SET NULL"), nullable=True),
+    Column("label", String(256), nullable=True),
+    Column("text", Text, nullable=True),
+    Column("text_en", Text, nullable=True),
+    Column("language", String(16), nullable=True),
+    Column("confidence", Float, nullable=True),
+    Index("ix_media_segments_video", "video_id", "kind", "t_start"),
+    Index("ix_media_segments_person", "person_id"),
+    sqlite_autoincrement=True,
+)
