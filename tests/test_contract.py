@@ -294,7 +294,18 @@ def test_error_codes_over_http(
     problem_check(answers[-1], "rate_limited")
     assert answers[-1].status_code == 429 and int(answers[-1].headers["Retry-After"]) >= 1
     produced["rate_limited"] = answers[-1]
+    busy = Settings(data=tmp_path / "busy", rate_limit=0, image_slots=1, image_queue=0)
+    with TestClient(create_app(busy)) as c4:
+        key = (tmp_path / "busy" / ADMIN_KEY_FILE).read_text().strip()
+        with c4.app.state.service.gate.slot():  # the one image slot is in work
+            answer = c4.post("/v1/detect", content=amy, headers={"X-API-Key": key})
+        after = c4.post("/v1/detect", content=amy, headers={"X-API-Key": key})
+    problem_check(answer, "overloaded")
+    assert answer.status_code == 503 and int(answer.headers["Retry-After"]) >= 1
+    assert after.status_code == 200, after.json()
+    produced["overloaded"] = answer
     assert set(readme_error_codes()) <= set(produced), "a README error code nothing produces"
+    assert set(produced) <= set(readme_error_codes()), "an error code the README does not list"
     relaxed = Settings(data=tmp_path / "rp", rate_limit=0, require_purpose=False)
     with TestClient(create_app(relaxed)) as c3:
         key = (tmp_path / "rp" / ADMIN_KEY_FILE).read_text().strip()
