@@ -32,6 +32,7 @@ AMY = "faceapi_bbt/identities/amy"
 # -- settings ------------------------------------------------------------------------------
 SAMPLE_VALUES: dict[str, str] = {
     "data": "/tmp/faceledger-contract",
+    "fix_permissions": "refuse",
     "db_url": "postgresql+psycopg://faceledger:secret@db.internal/faceledger",
     "model_pack": "dlib",
     "max_image_bytes": "1234",
@@ -64,6 +65,7 @@ SAMPLE_VALUES: dict[str, str] = {
 
 EFFECT_TESTS: dict[str, str] = {
     "data": "test_data_dir_holds_the_database",
+    "fix_permissions": "tests/test_permissions.py::test_a_wide_folder_is_fixed_refused_or_reported",
     "db_url": "tests/test_postgres.py::test_db_url_puts_the_store_on_postgresql",
     "model_pack": "test_model_pack_binds_new_collections",
     "max_image_bytes": "test_image_caps",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -14,6 +15,10 @@ class Settings(BaseSettings):
 
     data: Path = Path("./var")
     """Data directory: database, vector indexes, keys."""
+    fix_permissions: Literal["fix", "refuse", "warn"] = "fix"
+    """At the start of ``serve`` and of CLI commands, a data folder (or anything in it)
+    readable or writable by others is restricted to its owner (``fix``: folders 0700,
+    files 0600), stops the start (``refuse``) or is only reported (``warn``)."""
     db_url: str | None = None
     """SQLAlchemy URL of the database (None: SQLite in ``DATA/faceledger.db``); a
     ``postgresql+psycopg://`` URL lets many replicas share one store and one ledger."""

@@ -42,9 +42,12 @@ def open_service() -> Iterator[FaceService]:
     """A service on the chosen data directory, closed (indexes saved) afterwards.
 
     The folder is held shared (:mod:`faceledger.owner`): refused while a server owns it.
+    Its modes are checked first and what the command writes is its owner's only
+    (:mod:`faceledger.permissions`).
     """
     from faceledger.config import Settings
     from faceledger.owner import own
+    from faceledger.permissions import check_data_folder, private_umask
     from faceledger.service import FaceService
 
     settings = Settings()
@@ -52,12 +55,14 @@ def open_service() -> Iterator[FaceService]:
         settings = settings.model_copy(update={"data": _state["data"]})
     if _database["url"] is not None:
         settings = settings.model_copy(update={"db_url": _database["url"]})
-    with own(settings.data, exclusive=False):
-        service = FaceService(settings)
-        try:
-            yield service
-        finally:
-            service.close()
+    with private_umask():
+        check_data_folder(settings.data, policy=settings.fix_permissions)
+        with own(settings.data, exclusive=False):
+            service = FaceService(settings)
+            try:
+                yield service
+            finally:
+                service.close()
 
 
 def local_actor() -> Actor:

@@ -55,6 +55,7 @@ def serve(
     refused (exit 6) while it runs."""
     from faceledger.cli.context import data_dir, database_url
     from faceledger.owner import own
+    from faceledger.permissions import check_data_folder, private_umask
 
     settings = Settings()
     chosen = data or data_dir()
@@ -63,8 +64,10 @@ def serve(
     if database_url() is not None:
         settings = settings.model_copy(update={"db_url": database_url()})
     configure_logging(log_level)
-    with own(settings.data, exclusive=True, what="serve"):  # for the server's whole life
-        _serve(settings, host, port)
+    with private_umask():  # everything the server writes is its owner's only
+        check_data_folder(settings.data, policy=settings.fix_permissions)
+        with own(settings.data, exclusive=True, what="serve"):  # for the server's whole life
+            _serve(settings, host, port)
 
 
 def _serve(settings: Settings, host: str, port: int) -> None:
