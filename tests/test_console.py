@@ -549,3 +549,31 @@ def test_a_video_timeline_shows_who_appears_when(console: Console, faces_dir: Pa
     assert admin.locator("video").count() == 0 and admin.locator("#no-player").count() == 1
     assert admin.request.get(f"{console.url}/ui/videos/{job}/file").status == 404
     admin.context.close()
+
+
+def test_a_stored_job_result_reads_as_a_timeline() -> None:
+    from faceledger.api.ui.timeline import BAR, MIN_MARK, read_timeline
+
+    people = [
+        {"label": "amy", "person": "amy", "thumbnail": "/9j/", "intervals": [[1.0, 3.0]]},
+        {"label": "erased person", "person": None, "thumbnail": "", "intervals": [[9.99, 10.0]]},
+        {"label": "bad", "intervals": [[5.0, 4.0], ["x", 1], [2.0]]},  # dropped, not a 500
+    ]
+    silent = read_timeline({"duration": 10.0, "people": people, "text": []})
+    assert silent.speech is None  # not indexed, unlike an empty transcript
+    amy, erased, bad = silent.people
+    assert amy.identified and (amy.spans[0].x, amy.spans[0].width) == (100.0, 200.0)
+    assert amy.spans[0].query == "t=1.00&end=3.00"
+    assert not erased.identified and erased.thumbnail == ""
+    assert (erased.spans[0].x, erased.spans[0].width) == (BAR - MIN_MARK, MIN_MARK)  # seen
+    assert bad.spans == []
+    said = {"start": 0.5, "end": 12.0, "language": "de", "language_probability": 0.9}
+    said |= {"text": "Guten Tag --> 1", "text_en": "Good day --> 1", "confidence": 0.8}
+    spoken = read_timeline({"people": people, "transcript": [said], "speech_problem": None})
+    assert spoken.duration == 12.0  # no duration stored: the last interval's end
+    assert [s.translated for s in spoken.speech or []] == [True]
+    assert spoken.languages == ["de"]
+    vtt = spoken.captions(english=True)
+    assert vtt.startswith("WEBVTT") and "00:00:00.500 --> 00:00:12.000\nGood day → 1" in vtt
+    empty = read_timeline({"transcript": [], "speech_problem": "the video has no audio track"})
+    assert empty.speech == [] and empty.speech_problem == "the video has no audio track"

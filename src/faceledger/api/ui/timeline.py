@@ -13,6 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from faceledger.speech.subtitles import to_webvtt
+from faceledger.speech.types import TranscriptSegment
+
 BAR = 1000.0
 """Width of a timeline bar in SVG units (the whole video)."""
 MIN_MARK = 4.0
@@ -85,6 +88,29 @@ class Timeline:
     complete: bool
     problems: list[str]
 
+    @property
+    def languages(self) -> list[str]:
+        """Languages spoken, in order of first appearance."""
+        return list(dict.fromkeys(s.language for s in self.speech or [] if s.language))
+
+    def captions(self, *, english: bool = False) -> str:
+        """The speech as a WebVTT document for the player (``english``: translated)."""
+        return to_webvtt(
+            (
+                TranscriptSegment(
+                    start=s.span.start,
+                    end=s.span.end,
+                    language=s.language,
+                    language_probability=s.language_probability or 0.0,
+                    text=s.text,
+                    text_en=s.text_en,
+                    confidence=s.confidence or 0.0,
+                )
+                for s in self.speech or []
+            ),
+            english=english,
+        )
+
 
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -122,8 +148,8 @@ def read_timeline(result: dict[str, Any]) -> Timeline:
     duration = max([duration, *ends]) or 1.0
 
     def span(a: float, b: float) -> Span:
-        x = BAR * a / duration
-        return Span(a, b, x, min(max(BAR * (b - a) / duration, MIN_MARK), BAR - x))
+        width = min(max(BAR * (b - a) / duration, MIN_MARK), BAR)
+        return Span(a, b, min(BAR * a / duration, BAR - width), width)
 
     speech: list[Spoken] | None = None
     if "transcript" in result:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, PlainTextResponse
 
 from faceledger.api.ui.console import ConsoleRoute, SearcherPage, page
 from faceledger.api.ui.timeline import read_timeline
@@ -91,3 +91,13 @@ def video_file(request: Request, job: str, session: SearcherPage) -> Response:
     if not path.is_file():
         raise NotFound("the server does not keep this video (see KEEP_VIDEOS)")
     return FileResponse(path, media_type=_media_type(path))
+
+
+@router.get("/{job}/captions.vtt")
+def captions(request: Request, job: str, session: SearcherPage, english: bool = False) -> Response:
+    """The job's transcript as WebVTT captions (``english``: its English text)."""
+    record = _job(request, job, session)
+    timeline = read_timeline(record.result) if record.result else None
+    if timeline is None or not timeline.speech:
+        raise NotFound("no speech was indexed for this video")
+    return PlainTextResponse(timeline.captions(english=english), media_type="text/vtt")
