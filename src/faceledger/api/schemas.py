@@ -122,6 +122,27 @@ class FacePublic(Out):
     created_at: datetime
 
 
+class ExportedFacePublic(FacePublic):
+    """A face in a subject access export: its record, embedding and stored image."""
+
+    embedding: str = Field(
+        description="The stored embedding: base64 of its little-endian float32 values."
+    )
+    image: str | None = Field(
+        description="The enrolled image, base64 (null unless the collection stores images)."
+    )
+
+
+class EmbeddingModel(BaseModel):
+    """What the exported embeddings are: decode with numpy.frombuffer(b64decode(e), '<f4')."""
+
+    model_pack: str
+    model_id: str = Field(description="The recogniser that computed them (its hash included).")
+    dimension: int
+    dtype: str = "float32"
+    encoding: str = "base64, little-endian"
+
+
 class QualityPublic(Out):
     face_size: float
     sharpness: float

@@ -7,6 +7,7 @@ and need ``--yes`` elsewhere. Enrolment skips an image already enrolled for the 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -161,6 +162,30 @@ def person_delete(
     emit({"person": person, "faces_erased": n}) if json_out else typer.echo(
         f"erased {person} ({n} faces)"
     )
+
+
+@person_app.command("export")
+@fail_cleanly
+def person_export(
+    collection: str,
+    person: str,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the export here (default: stdout).")
+    ] = None,
+) -> None:
+    """Everything stored about a person as JSON (subject access): record, consent, retention,
+    faces with their embeddings, and the ledger entries about them with inclusion proofs."""
+    with open_service() as svc:
+        document = svc.export_person(collection, person, actor=local_actor()).as_document()
+        if out is not None:  # written under the data folder's umask: the owner's only
+            out.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    if out is None:
+        emit(document)
+    else:
+        typer.echo(
+            f"exported {person}: {len(document['faces'])} faces, "
+            f"{len(document['ledger'])} ledger entries, to {out}"
+        )
 
 
 @person_app.command("rename")

@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, RowMapping, func, insert, select
+from sqlalchemy import Connection, Engine, RowMapping, Text, cast, func, insert, or_, select
 
 from faceledger.config import Settings
 from faceledger.errors import NotFound, StoreError
@@ -326,6 +326,29 @@ class Ledger:
         with read_transaction(self._engine) as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
+    def entries_mentioning(self, token: str) -> list[dict[str, Any]]:
+        """Entries whose request or result holds ``token`` (a person's pseudonym), in order.
+
+        Costs one scan of the ledger (the JSON columns are searched as text, then each hit
+        is checked again here, so a token is matched whole)."""
+        if not token:
+            return []
+        escaped = token.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
+        query = (
+            select(audit_log)
+            .where(
+                or_(
+                    cast(audit_log.c.request, Text).like(pattern, escape="\\"),
+                    cast(audit_log.c.result, Text).like(pattern, escape="\\"),
+                )
+            )
+            .order_by(audit_log.c.seq)
+        )
+        with read_transaction(self._engine) as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        return [r for r in rows if _mentions(r["request"], token) or _mentions(r["result"], token)]
+
     def iter_all(self, batch: int = 5000) -> Iterator[RowMapping]:
         """Every entry in sequence order, read in batches."""
         after = 0
@@ -371,6 +394,17 @@ class Ledger:
     def count(self) -> int:
         with read_transaction(self._engine) as conn:
             return int(conn.scalar(select(func.count()).select_from(audit_log)) or 0)
+
+
+def _mentions(value: Any, token: str) -> bool:
+    """Does a JSON value hold ``token`` as a whole string (or in a list or mapping)?"""
+    if isinstance(value, str):
+        return value == token
+    if isinstance(value, dict):
+        return any(_mentions(k, token) or _mentions(v, token) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_mentions(v, token) for v in value)
+    return False
 
 
 class _Worker:

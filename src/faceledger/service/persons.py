@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,20 +21,12 @@ from faceledger.ledger.audit import Actor
 from faceledger.results import EnrolledImage, EnrollSummary, image_sha256, source_name
 from faceledger.service.core import LOCAL_ACTOR, Progress, ServiceCore
 from faceledger.store import NewFace
-from faceledger.store.repository import FaceRecord, PersonRecord
+from faceledger.store.repository import PersonRecord
 from faceledger.types import Face
 
 BACKGROUND_FACE_AREA = 0.1
 """Faces smaller than this fraction of the largest face's area are treated as background
 when deciding whether an enrolment image holds several faces."""
-
-
-@dataclass(frozen=True, slots=True)
-class PersonExport:
-    """Everything stored about a person (a subject access request)."""
-
-    person: PersonRecord
-    faces: list[FaceRecord]
 
 
 class PersonOps(ServiceCore):
@@ -141,16 +132,6 @@ class PersonOps(ServiceCore):
         request = {"face_id": face_id}
         with self.audited(actor, "face.delete", collection=collection, request=request) as work:
             self.store.delete_face(collection, face_id, tx=work.tx)
-
-    def export_person(
-        self, collection: str, name: str, *, actor: Actor = LOCAL_ACTOR
-    ) -> PersonExport:
-        """Everything stored about a person (subject access request); the export is audited."""
-        with self.audited(actor, "person.export", collection=collection) as work:
-            work.request["person"] = work.pseudonym(collection, name)
-            return PersonExport(
-                self.store.get_person(collection, name), self.store.list_faces(collection, name)
-            )
 
     # -- enrolment -----------------------------------------------------------------------
     def enroll(

@@ -3,15 +3,19 @@ move, export."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 from prometheus_client import Counter
+from pydantic import BaseModel, Field
 
 from faceledger.api.deps import AdminKey, EnrollerKey, ServiceDep, actor_of
+from faceledger.api.routes.audit import CheckpointOut, InclusionProofOut
 from faceledger.api.schemas import (
     MAX_ID,
+    EmbeddingModel,
     EnrolledFace,
+    ExportedFacePublic,
     FacePublic,
     FacesMove,
     PersonCreate,
@@ -24,6 +28,20 @@ from faceledger.api.uploads import IMAGE_BODY, ImageBytes
 
 router = APIRouter(prefix="/v1/collections/{collection}", tags=["persons"])
 FACES_ENROLLED = Counter("faceledger_faces_enrolled_total", "Faces enrolled over HTTP")
+
+
+class PersonExportOut(BaseModel):
+    """Everything stored about a person, and the ledger entries that name them, proven."""
+
+    person: PersonPublic = Field(description="Record, metadata, consent and retention.")
+    model: EmbeddingModel
+    faces: list[ExportedFacePublic]
+    ledger: list[InclusionProofOut] = Field(
+        description="Each entry naming the person's pseudonym, with its inclusion proof."
+    )
+    checkpoint: CheckpointOut | None = Field(
+        description="The signed checkpoint the proofs lead to (null when there is no entry)."
+    )
 
 
 @router.post("/persons", response_model=PersonPublic, status_code=status.HTTP_201_CREATED)
@@ -91,16 +109,14 @@ def delete_person(collection: str, person: str, service: ServiceDep, key: Enroll
     service.delete_person(collection, person, actor=actor_of(key))
 
 
-@router.get("/persons/{person}/export")
+@router.get("/persons/{person}/export", response_model=PersonExportOut)
 def export_person(
     collection: str, person: str, service: ServiceDep, key: AdminKey
-) -> dict[str, Any]:
-    """Subject access request: everything stored about the person (embeddings excluded)."""
+) -> PersonExportOut:
+    """Subject access request: everything stored about the person, embeddings included,
+    and the ledger entries about them with inclusion proofs (the export is audited)."""
     data = service.export_person(collection, person, actor=actor_of(key))
-    return {
-        "person": PersonPublic.model_validate(data.person).model_dump(mode="json"),
-        "faces": [FacePublic.model_validate(f).model_dump(mode="json") for f in data.faces],
-    }
+    return PersonExportOut.model_validate(data.as_document())
 
 
 @router.post(
