@@ -1,6 +1,7 @@
 """A subject access export holds everything stored about a person (#12), provably.
 
-On a real data folder behind the HTTP app: the exported embeddings are the stored bytes,
+On a real data folder behind the HTTP app, on SQLite and on PostgreSQL (where the ledger's
+JSON is searched as text too): the exported embeddings are the stored bytes,
 the enrolled images come back, and every ledger entry naming the person's pseudonym is
 there with an inclusion proof that a few lines of RFC 9162 hashing here check against
 the signed checkpoint (and that fail when one byte changes). The export is itself
@@ -70,6 +71,8 @@ class Api:
     client: TestClient
     data: Path
     headers: dict[str, str]
+    db_url: str | None
+    """None: SQLite in ``data``."""
 
     def get(self, path: str, **params: Any) -> Any:
         response = self.client.get(path, headers=self.headers, params=params)
@@ -77,10 +80,16 @@ class Api:
         return response.json()
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Iterator[Api]:
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def api(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, faces_dir: Path
+) -> Iterator[Api]:
+    """The HTTP app on each store in turn, with amy (two faces, found once) and raj."""
     data = tmp_path_factory.mktemp("export") / "data"
-    settings = Settings(data=data, rate_limit=0, checkpoint_every_entries=0)
+    db_url = (
+        None if request.param == "sqlite" else request.getfixturevalue("postgres").new_database()
+    )
+    settings = Settings(data=data, db_url=db_url, rate_limit=0, checkpoint_every_entries=0)
     with TestClient(create_app(settings)) as client:
         key = (data / ADMIN_KEY_FILE).read_text().strip()
         h = {"X-API-Key": key}
@@ -117,11 +126,11 @@ def api(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Iterator[A
             )
         )
         assert found["faces"][0]["candidates"][0]["person"] == "amy", found
-        yield Api(client, data, h)
+        yield Api(client, data, h, db_url)
 
 
-def stored_embeddings(data: Path, person: str) -> dict[int, bytes]:
-    engine = sqlalchemy.create_engine(f"sqlite:///{data / 'faceledger.db'}")
+def stored_embeddings(api: Api, person: str) -> dict[int, bytes]:
+    engine = sqlalchemy.create_engine(api.db_url or f"sqlite:///{api.data / 'faceledger.db'}")
     with engine.connect() as conn:
         rows = conn.execute(
             sqlalchemy.text(
@@ -142,7 +151,7 @@ def test_export_holds_everything_stored(api: Api, faces_dir: Path) -> None:
     collection = api.get("/v1/collections/c")
     assert doc["model"]["model_id"] == collection["model_id"]
     assert doc["model"]["dimension"] == collection["embedding_dim"]
-    stored = stored_embeddings(api.data, "amy")
+    stored = stored_embeddings(api, "amy")
     assert sorted(f["id"] for f in doc["faces"]) == sorted(stored) and len(stored) == 2
     files = [(faces_dir / BBT / "amy" / n).read_bytes() for n in ("amy1.png", "amy2.png")]
     enrolled = {hashlib.sha256(b).hexdigest(): b for b in files}
@@ -206,12 +215,14 @@ def test_the_export_is_audited(api: Api) -> None:
 def test_cli_prints_the_same_export(api: Api, tmp_path: Path) -> None:
     # the API's app holds no lock (only `serve` does), so the CLI can read the folder
     out = tmp_path / "amy.json"
+    store = [] if api.db_url is None else ["--db", api.db_url]
     result = CliRunner().invoke(
-        cli_app, ["person", "export", "c", "amy", "--data", str(api.data), "--out", str(out)]
+        cli_app,
+        ["person", "export", "c", "amy", "--data", str(api.data), *store, "--out", str(out)],
     )
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
-    stored = stored_embeddings(api.data, "amy")
+    stored = stored_embeddings(api, "amy")
     assert {f["id"]: base64.b64decode(f["embedding"]) for f in doc["faces"]} == stored
     assert doc["ledger"][-1]["entry"]["operation"] == "person.export"
     assert doc["ledger"][-1]["entry"]["role"] == "local"
