@@ -218,12 +218,32 @@ def test_cli_prints_the_same_export(api: Api, tmp_path: Path) -> None:
     store = [] if api.db_url is None else ["--db", api.db_url]
     result = CliRunner().invoke(
         cli_app,
-        ["person", "export", "c", "amy", "--data", str(api.data), *store, "--out", str(out)],
+        [
+            "person",
+            "export",
+            "c",
+            "amy",
+            "--data",
+            str(api.data),
+            *store,
+            "--out",
+            str(out),
+            "--json",
+        ],
     )
     assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["faces"] == 2 and summary["out"] == str(out)
     doc = json.loads(out.read_text())
     stored = stored_embeddings(api, "amy")
     assert {f["id"]: base64.b64decode(f["embedding"]) for f in doc["faces"]} == stored
     assert doc["ledger"][-1]["entry"]["operation"] == "person.export"
     assert doc["ledger"][-1]["entry"]["role"] == "local"
+    assert summary["ledger_entries"] == len(doc["ledger"])
+    printed = CliRunner().invoke(
+        cli_app, ["person", "export", "c", "amy", "--data", str(api.data), *store]
+    )
+    assert printed.exit_code == 0, printed.output
+    again = json.loads(printed.stdout)  # to stdout: the document itself, one entry longer
+    assert again["faces"] == doc["faces"] and len(again["ledger"]) == len(doc["ledger"]) + 1
     assert out.stat().st_mode & 0o077 == 0  # biometric data: its owner's only

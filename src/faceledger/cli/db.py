@@ -172,20 +172,28 @@ def person_export(
     out: Annotated[
         Path | None, typer.Option("--out", help="Write the export here (default: stdout).")
     ] = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Everything stored about a person as JSON (subject access): record, consent, retention,
-    faces with their embeddings, and the ledger entries about them with inclusion proofs."""
+    faces with their embeddings, and the ledger entries about them with inclusion proofs.
+    With --out the file gets the export and the terminal a summary (--json: as JSON)."""
     with open_service() as svc:
         document = svc.export_person(collection, person, actor=local_actor()).as_document()
         if out is not None:  # written under the data folder's umask: the owner's only
             out.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     if out is None:
         emit(document)
-    else:
-        typer.echo(
-            f"exported {person}: {len(document['faces'])} faces, "
-            f"{len(document['ledger'])} ledger entries, to {out}"
-        )
+        return
+    summary = {
+        "person": person,
+        "faces": len(document["faces"]),
+        "ledger_entries": len(document["ledger"]),
+        "out": str(out),
+    }
+    emit(summary) if json_out else typer.echo(
+        f"exported {person}: {summary['faces']} faces, {summary['ledger_entries']} ledger"
+        f" entries, to {out}"
+    )
 
 
 @person_app.command("rename")
