@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     db_url: str | None = None
     """SQLAlchemy URL of the database (None: SQLite in ``DATA/faceledger.db``); a
     ``postgresql+psycopg://`` URL lets many replicas share one store and one ledger."""
+    index: Literal["faiss", "pgvector"] = "faiss"
+    """Vector index: ``faiss`` (exact, then HNSW, in each process's memory, caught up from
+    the change log) or ``pgvector`` (HNSW inside PostgreSQL; needs a PostgreSQL store with
+    the ``vector`` extension)."""
     model_pack: str = "default"
     max_image_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000

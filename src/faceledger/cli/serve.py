@@ -12,6 +12,7 @@ import typer
 
 from faceledger.cli.common import fail_cleanly
 from faceledger.config import Settings
+from faceledger.errors import InvalidArgument
 
 
 class JsonFormatter(logging.Formatter):
@@ -48,6 +49,13 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     log_level: Annotated[str, typer.Option(help="Log level.")] = "INFO",
+    index: Annotated[
+        str | None,
+        typer.Option(
+            help="Vector index: faiss (in memory, per replica) or pgvector (HNSW in "
+            "PostgreSQL; needs --db postgresql+psycopg://...). Default FACELEDGER_INDEX or faiss."
+        ),
+    ] = None,
 ) -> None:
     """Run the REST API (OpenAPI at /openapi.json, docs at /docs).
 
@@ -63,6 +71,10 @@ def serve(
         settings = settings.model_copy(update={"data": chosen})
     if database_url() is not None:
         settings = settings.model_copy(update={"db_url": database_url()})
+    if index is not None:
+        if index not in ("faiss", "pgvector"):
+            raise InvalidArgument("--index must be faiss or pgvector", index=index)
+        settings = settings.model_copy(update={"index": index})
     configure_logging(log_level)
     with private_umask():  # everything the server writes is its owner's only
         check_data_folder(settings.data, policy=settings.fix_permissions)

@@ -18,7 +18,7 @@ from faceledger.models.calibration import Calibration
 from faceledger.models.calibration_store import find_calibration
 from faceledger.service.work import Auditor
 from faceledger.store import Store
-from faceledger.store.repository import CollectionRecord
+from faceledger.store.repository import INDEX_BACKENDS, CollectionRecord
 
 Progress = Callable[[int, int], None]
 LOCAL_ACTOR = Actor(key_id=None, role="local", name=None)
@@ -38,7 +38,11 @@ class ServiceCore:
 
     def __init__(self, settings: Settings | None = None, *, require_purpose: bool = False) -> None:
         self.settings = settings or Settings()
-        self.store = Store(self.settings.data, database_url=self.settings.db_url)
+        self.store = Store(
+            self.settings.data,
+            database_url=self.settings.db_url,
+            index_kind=INDEX_BACKENDS[self.settings.index],
+        )
         self.ledger = Ledger(self.store.engine, self.settings.data, settings=self.settings)
         self.keys = KeyStore(self.store.engine)
         self.auditor = Auditor(self.store, self.ledger)

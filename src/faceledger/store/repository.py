@@ -21,7 +21,7 @@ import numpy as np
 from sqlalchemy import Connection, Row, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from faceledger.errors import Conflict, InvalidArgument, LimitExceeded, NotFound
+from faceledger.errors import Conflict, InvalidArgument, LimitExceeded, NotFound, StoreError
 from faceledger.index import SearchResult
 from faceledger.metadata import check_metadata
 from faceledger.names import check_name
@@ -34,12 +34,18 @@ from faceledger.store.db import (
     write_transaction,
 )
 from faceledger.store.jobs import redact_collection, redact_person
+from faceledger.store.pgvectors import PgVectorCollectionIndex, open_pgvector
 from faceledger.store.schema import collections, faces, persons, vector_changes
 from faceledger.store.vectors import SAVE_EVERY, CollectionIndex
 from faceledger.types import FloatArray
 
 log = logging.getLogger(__name__)
 MAX_FACES_PER_PERSON = 250
+PGVECTOR = "pgvector"
+"""The index kind kept in the database (PostgreSQL only); the others are FAISS/NumPy kinds
+held in memory (see ``faceledger.index.KINDS``)."""
+INDEX_BACKENDS = {"faiss": "auto", "pgvector": PGVECTOR}
+"""The ``index`` setting's values and the store's index kind for each."""
 
 
 @dataclass(slots=True)
@@ -130,14 +136,25 @@ class Store:
         database_url: str | None = None,
         save_every: int = SAVE_EVERY,
     ) -> None:
+        if index_kind == PGVECTOR and not (database_url or "").startswith("postgresql"):
+            raise StoreError(  # before anything is created: SQLite has no pgvector
+                "the pgvector index needs a PostgreSQL store "
+                "(FACELEDGER_DB_URL or --db postgresql+psycopg://...)"
+            )
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._engine = open_database(database_url or self.data_dir)
+        if index_kind == PGVECTOR:
+            try:
+                open_pgvector(self._engine)  # refuses SQLite, or a server without pgvector
+            except BaseException:
+                self._engine.dispose()
+                raise
         self._index_dir = self.data_dir / "index"
         self._index_dir.mkdir(exist_ok=True)
         self._index_kind = index_kind
         self._save_every = save_every
-        self._indexes: dict[int, CollectionIndex] = {}
+        self._indexes: dict[int, CollectionIndex | PgVectorCollectionIndex] = {}
         self._lock = threading.Lock()
 
     @property
@@ -254,9 +271,7 @@ class Store:
         with self._lock:
             idx = self._indexes.pop(col.id, None)
         if idx is None:
-            idx = CollectionIndex(
-                self._engine, col.id, col.embedding_dim, self._index_dir, kind=self._index_kind
-            )
+            idx = self._open_index(col)
         idx.drop_files()
 
     def catch_up(self, collection_ids: set[int] | None = None) -> None:
@@ -270,21 +285,29 @@ class Store:
         for idx in open_:
             idx.sync()
 
-    def index(self, collection: CollectionRecord) -> CollectionIndex:
+    def index(self, collection: CollectionRecord) -> CollectionIndex | PgVectorCollectionIndex:
         """The collection's vector index, opened (and repaired) on first use."""
         with self._lock:
             idx = self._indexes.get(collection.id)
             if idx is None:
-                idx = CollectionIndex(
-                    self._engine,
-                    collection.id,
-                    collection.embedding_dim,
-                    self._index_dir,
-                    kind=self._index_kind,
-                    save_every=self._save_every,
-                )
+                idx = self._open_index(collection)
                 self._indexes[collection.id] = idx
             return idx
+
+    def _open_index(self, col: CollectionRecord) -> CollectionIndex | PgVectorCollectionIndex:
+        """The one place choosing the index: in the database (pgvector) or in memory."""
+        if self._index_kind == PGVECTOR:
+            return PgVectorCollectionIndex(
+                self._engine, col.id, col.embedding_dim, save_every=self._save_every
+            )
+        return CollectionIndex(
+            self._engine,
+            col.id,
+            col.embedding_dim,
+            self._index_dir,
+            kind=self._index_kind,
+            save_every=self._save_every,
+        )
 
     # -- persons -----------------------------------------------------------------------
     def create_person(
@@ -720,6 +743,8 @@ class Store:
     def _added(self, t: Tx, col: CollectionRecord, ids: np.ndarray, vectors: FloatArray) -> None:
         """Log added vectors; the index takes them once the transaction has committed."""
         seq = self._log(t.conn, col.id, ids, "a")
+        if self._index_kind == PGVECTOR:  # the vectors commit with their faces
+            PgVectorCollectionIndex.stage(t.conn, col.id, ids, vectors)
         t.after_commit(lambda: self.index(col).apply(ids, vectors, np.zeros(0, np.int64), seq))
 
     def _delete_faces(self, t: Tx, col: CollectionRecord, condition: Any) -> np.ndarray:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from pgvector.sqlalchemy import HALFVEC
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -298,4 +299,17 @@ media_segments = Table(
     Index("ix_media_segments_video", "video_id", "kind", "t_start"),
     Index("ix_media_segments_person", "person_id"),
     sqlite_autoincrement=True,
+)
+
+
+# The pgvector index's vectors (``--index pgvector``; PostgreSQL with the ``vector``
+# extension only, created by migration 0009 or when such a store first opens). One row per
+# face, deleted with it (ON DELETE CASCADE); each collection has a partial HNSW index on
+# ``embedding::halfvec(dim)``, made by ``faceledger.index.pgvector``.
+face_vectors = Table(
+    "face_vectors",
+    metadata,
+    Column("face_id", Integer, ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
+    Column("collection_id", Integer, nullable=False),
+    Column("embedding", HALFVEC(), nullable=False),
 )
