@@ -67,3 +67,17 @@ def speech_video(
             out.mux(sound.encode(piece))
         out.mux(sound.encode(None))
     return path
+
+
+def silent_audio(path: Path, *, seconds: float, rate: int = 16000) -> Path:
+    """Write ``seconds`` of digital silence as a 16-bit mono WAV to ``path``."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("pcm_s16le", rate=rate, layout="mono")
+        total, step = int(seconds * rate), 1024
+        for start in range(0, total, step):
+            chunk = np.zeros((1, min(step, total - start)), np.int16)
+            frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path

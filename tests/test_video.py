@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import uvicorn
 from PIL import Image, ImageDraw, ImageFont
+from pydantic import TypeAdapter
 from typer.testing import CliRunner
 
 from faceledger.api.app import create_app
@@ -37,11 +38,19 @@ from faceledger.video import (
     TextTimeline,
     TimeSampler,
     TrackerOptions,
+    VideoIndex,
     VideoReader,
     link_tracks,
 )
 from faceledger.video.ocr import blank_runs, restore_spaces
 from faceledger.video.reader import rotate_image, time_intervals
+from tests.media_fixtures import (
+    JFK,
+    SPEECH_VIDEO_FACE,
+    SPEECH_VIDEO_TEXT,
+    silent_audio,
+    speech_video,
+)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 HAMILTON = "face_recognition_examples/video/short_hamilton_clip.mp4"
@@ -381,7 +390,7 @@ def test_hamilton_clip_finds_lin_manuel_miranda_when_on_screen(enrolled: FaceSer
     result = enrolled.index_video(
         "people",
         SHARED / HAMILTON,
-        options=IndexOptions(ocr=False),
+        options=IndexOptions(ocr=False, speech=False),
         purpose="test: who is in the clip",
         case_ref="T-5",
         progress=lambda done, total: seen.append((done, total)),
@@ -414,7 +423,7 @@ def test_pedestrians_are_separate_unknown_people_stable_with_sampling_rate(
         result = enrolled.index_video(
             "people",
             SHARED / PEDESTRIANS,
-            options=IndexOptions(fps=fps, ocr=False),
+            options=IndexOptions(fps=fps, ocr=False, speech=False),
             purpose="test",
         )
         assert all(p.person is None for p in result.people)  # nobody here is enrolled
@@ -467,7 +476,7 @@ def test_partial_index_of_a_truncated_video(
     assert not result.complete and result.frames_sampled > 0
     assert result.error is not None and result.error["code"] == "bad_video"
     (tmp_path / "empty.mp4").write_bytes(b"")
-    with pytest.raises(VideoError):
+    with pytest.raises(VideoError, match="empty"):
         enrolled.index_video("people", tmp_path / "empty.mp4")
     with pytest.raises(VideoError, match="cannot open"):
         enrolled.index_video("people", tmp_path / "missing.mp4")
@@ -486,6 +495,131 @@ def test_a_failing_consumer_stops_the_pipeline(enrolled: FaceService, text_video
         )
     names = [t.name for t in threading.enumerate()]
     assert not any(n.startswith(("faceledger-video-decode", "faceledger-video_")) for n in names)
+
+
+# -- speech ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def talking_video(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Path:
+    """11 s: Joe Biden's photo and "BUDGET REVIEW 2027" on every frame, jfk.flac as sound."""
+    return speech_video(
+        tmp_path_factory.mktemp("speech") / "talk.mp4", faces_dir / SPEECH_VIDEO_FACE
+    )
+
+
+def words(text: str) -> list[str]:
+    return "".join(c if c.isalnum() else " " for c in text.lower()).split()
+
+
+@pytest.mark.integration
+def test_one_index_names_the_person_reads_the_text_and_transcribes_the_speech(
+    enrolled: FaceService, talking_video: Path, text_reader: TextReader
+) -> None:
+    seen: list[tuple[int, int]] = []
+    result = enrolled.index_video(
+        "people",
+        talking_video,
+        options=IndexOptions(fps=1.0),
+        purpose="test: speech in video",
+        text_reader=text_reader,
+        progress=lambda done, total: seen.append((done, total)),
+    )
+    assert result.complete and result.error is None and result.speech_problem is None
+    duration = result.duration or 0.0
+    assert [p.person for p in result.people] == ["joe_biden"]
+    assert overlap(result.people[0].intervals, [(0.0, duration)]) >= 0.9 * duration
+    assert [t.text for t in result.text] == [SPEECH_VIDEO_TEXT]  # as separate words
+    said = [w for s in result.transcript for w in words(s.text)]
+    reference = words(
+        "And so my fellow Americans, ask not what your country can do for you, "
+        "ask what you can do for your country."
+    )
+    assert len(set(reference) - set(said)) <= 1 and abs(len(said) - len(reference)) <= 2
+    # sensible times: in order, inside the file, speech from about 0.3 s to 10.6 s
+    times = [(s.start, s.end) for s in result.transcript]
+    assert all(0.0 <= a < b <= duration + 0.05 for a, b in times)
+    assert all(b1 <= a2 + 0.05 for (_, b1), (a2, _) in itertools.pairwise(times))
+    assert times[0][0] < 1.5 and times[-1][1] > 9.5
+    assert {s.language for s in result.transcript} == {"en"}
+    assert all(s.text_en == s.text and 0 < s.confidence <= 1 for s in result.transcript)
+    # progress runs over frames then speech, and ends at its total
+    assert seen[-1][0] == seen[-1][1] > result.frames_sampled
+    assert all(a[0] <= b[0] for a, b in itertools.pairwise(seen))
+    assert any(done == result.frames_sampled for done, _ in seen)
+
+
+def damaged_audio(video: Path, out: Path) -> Path:
+    """A copy of ``video`` with every audio packet overwritten by noise (video intact)."""
+    with av.open(str(video)) as container:
+        spans = [
+            (p.pos, p.size)
+            for p in container.demux(container.streams.audio[0])
+            if p.pos is not None and p.size
+        ]
+    data = bytearray(video.read_bytes())
+    rng = np.random.default_rng(3)
+    for pos, size in spans:
+        data[pos : pos + size] = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+    out.write_bytes(bytes(data))
+    return out
+
+
+@pytest.mark.integration
+def test_bad_or_silent_audio_never_costs_the_faces_and_text(
+    enrolled: FaceService,
+    talking_video: Path,
+    text_reader: TextReader,
+    tmp_path: Path,
+    faces_dir: Path,
+) -> None:
+    quiet = silent_audio(tmp_path / "quiet.wav", seconds=3.0)
+    silent = speech_video(tmp_path / "silent.mp4", faces_dir / SPEECH_VIDEO_FACE, audio=quiet)
+    damaged = damaged_audio(talking_video, tmp_path / "damaged.mp4")
+    problems = {}
+    for video in (silent, damaged):
+        result = enrolled.index_video(
+            "people", video, options=IndexOptions(fps=1.0), text_reader=text_reader
+        )
+        assert [p.person for p in result.people] == ["joe_biden"], video.name
+        assert [t.text for t in result.text] == [SPEECH_VIDEO_TEXT], video.name
+        assert result.transcript == [] and result.error is None
+        problems[video.name] = result.speech_problem
+    assert problems["silent.mp4"] == "no speech found"
+    assert "audio" in str(problems["damaged.mp4"]), problems
+    heard = enrolled.index_video("people", quiet)  # audio only, and silent: a clear result
+    assert heard.transcript == [] and heard.speech_problem == "no speech found"
+    assert heard.people == [] and heard.text == [] and heard.width == heard.height == 0
+    assert heard.duration == 3.0 and heard.complete
+    with pytest.raises(VideoError, match="only audio"):
+        enrolled.index_video("people", quiet, options=IndexOptions(speech=False))
+    (tmp_path / "empty.wav").write_bytes(b"")
+    with pytest.raises(VideoError, match="empty"):
+        enrolled.index_video("people", tmp_path / "empty.wav")
+
+
+def test_stored_results_from_before_speech_still_load() -> None:
+    old = {
+        "collection": "c",
+        "video_sha256": "0" * 64,
+        "duration": 3.0,
+        "width": 160,
+        "height": 120,
+        "rotation": 0,
+        "fps": 10.0,
+        "sample_fps": 4.0,
+        "frames_sampled": 12,
+        "frames_analysed": 3,
+        "people": [],
+        "text": [{"text": "HI", "confidence": 0.9, "intervals": [[0, 1]], "box": [0, 0, 9, 9]}],
+        "complete": True,
+        "errors": [],
+        "error": None,
+        "max_fmr": 1e-4,
+        "threshold": 0.3,
+        "elapsed": 1.0,
+    }
+    index = TypeAdapter(VideoIndex).validate_python(old)
+    assert index.transcript == [] and index.speech_problem is None
+    assert index.text[0].intervals == [(0.0, 1.0)]
 
 
 # -- fronts ------------------------------------------------------------------------------
@@ -513,8 +647,35 @@ def test_cli_writes_the_index_and_fails_cleanly(tmp_path: Path, text_video: Path
         set_data_dir(None)
 
 
+@pytest.mark.integration
+def test_cli_indexes_speech_and_writes_subtitles(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    svc = FaceService(Settings(data=data))
+    svc.create_collection("c", require_consent=False)
+    svc.close()
+    set_data_dir(data)
+    try:
+        runner = CliRunner()
+        out, vtt, srt = tmp_path / "i.json", tmp_path / "s.vtt", tmp_path / "s.srt"
+        args = ["index", str(JFK), "--collection", "c", "--purpose", "test"]
+        subtitles = ["--vtt", str(vtt), "--srt", str(srt), "--english"]
+        done = runner.invoke(video_app, [*args, "--json", str(out), *subtitles])
+        assert done.exit_code == 0, done.output
+        assert "speech segment(s) (languages: en)" in done.output
+        index = json.loads(out.read_text())
+        said = " ".join(s["text"] for s in index["transcript"]).lower()
+        assert "ask not what your country can do for you" in said
+        assert vtt.read_text().startswith("WEBVTT\n\n00:00:00.")
+        assert "ask not what your country" in vtt.read_text().lower()
+        assert srt.read_text().startswith("1\n00:00:00,") and " --> 00:00:1" in srt.read_text()
+        mute = runner.invoke(video_app, [*args, "--json", "-", "--no-speech"])
+        assert mute.exit_code == 7 and "only audio" in mute.output, mute.output
+    finally:
+        set_data_dir(None)
+
+
 def wait_for(client: httpx.Client, job: str, headers: dict[str, str]) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # a shared 2-core machine: speech takes a few seconds
     while time.monotonic() < deadline:
         body: dict[str, Any] = client.get(f"/v1/videos/{job}", headers=headers).json()
         if body["status"] in ("done", "failed"):
@@ -579,5 +740,26 @@ def test_job_api_reports_failures_and_keeps_serving(tmp_path: Path, stream_video
         done = wait_for(client, job, searcher)
         assert done["status"] == "done" and done["progress"] == 100.0
         assert done["result"]["complete"] is True and done["error"] is None
+        assert done["result"]["speech_problem"] == "the file holds no audio track"
         assert client.get(f"/v1/videos/{job}", headers=other).status_code == 404
+        # an audio file as the raw body: the index is its transcript
+        audio = client.post(
+            "/v1/videos?collection=c&purpose=test&hotwords=Americans",
+            content=JFK.read_bytes(),
+            headers={**searcher, "Content-Type": "audio/flac"},
+        )
+        assert audio.status_code == 202
+        heard = wait_for(client, audio.json()["job"], searcher)
+        assert heard["status"] == "done" and heard["progress"] == 100.0, heard
+        assert "ask not what your country" in " ".join(
+            s["text"].lower() for s in heard["result"]["transcript"]
+        )
+        assert heard["result"]["people"] == [] and heard["result"]["width"] == 0
+        mute = client.post(
+            "/v1/videos?collection=c&purpose=test&speech=false",
+            content=JFK.read_bytes(),
+            headers={**searcher, "Content-Type": "audio/flac"},
+        )
+        refused = wait_for(client, mute.json()["job"], searcher)  # nothing left to index
+        assert refused["status"] == "failed" and "only audio" in refused["error"]["message"]
         assert not list((settings.data / "tmp").iterdir())  # uploads are deleted

@@ -12,7 +12,9 @@ from faceledger.service.search import SearchOps
 from faceledger.types import FloatArray
 
 if TYPE_CHECKING:  # imported when a video is indexed: SciPy's optimiser takes about 1 s
+    from faceledger.speech import SpeechModel, Transcript
     from faceledger.video import IndexOptions, TextReader, VideoIndex
+    from faceledger.video.soundtrack import SpeechProgress, Transcriber
 
 
 class MediaOps(SearchOps):
@@ -34,11 +36,14 @@ class MediaOps(SearchOps):
         actor: Actor = LOCAL_ACTOR,
         progress: Progress | None = None,
         text_reader: TextReader | None = None,
+        speech_model: SpeechModel | None = None,
     ) -> VideoIndex:
         """Index a video file: its people against ``collection`` and its on-screen text.
 
         The identification of the video's face tracks is one search in the audit ledger
-        (operation ``video.identify``, with the video's SHA-256).
+        (operation ``video.identify``, with the video's SHA-256). With ``options.speech``
+        the audio is transcribed by ``speech_model`` (the default Whisper base, loaded
+        once per process, when None); an audio-only file is indexed for speech alone.
 
         Raises:
             PurposeRequired: the service requires a purpose and none was given.
@@ -72,4 +77,29 @@ class MediaOps(SearchOps):
             options=opts,
             progress=progress,
             text_reader=text_reader,
+            transcriber=self._transcriber(speech_model, opts) if opts.speech else None,
         )
+
+    def speech_model(self) -> SpeechModel:
+        """The default speech model (Whisper base), loaded once per process and cache.
+
+        Raises:
+            ModelError: the model's packages are missing or it fails to load.
+        """
+        from faceledger.speech import default_speech_model
+
+        return default_speech_model(self.settings.cache_dir)
+
+    def _transcriber(self, model: SpeechModel | None, opts: IndexOptions) -> Transcriber:
+        """What the indexer calls to transcribe a file (the model is loaded on first use)."""
+        from faceledger.speech import transcribe
+
+        def run(path: str | os.PathLike[str], *, progress: SpeechProgress | None) -> Transcript:
+            return transcribe(
+                path,
+                model=model or self.speech_model(),
+                hotwords=opts.hotwords,
+                progress=progress,
+            )
+
+        return run

@@ -216,19 +216,22 @@ class SpeechModel:
         self.lock = threading.Lock()
 
 
-_default: SpeechModel | None = None
+_defaults: dict[Path, SpeechModel] = {}
 
 
-def default_speech_model() -> SpeechModel:
-    """The default model with default settings, loaded once per process."""
-    global _default
+def default_speech_model(cache_dir: Path | None = None) -> SpeechModel:
+    """The default model with default settings, loaded once per process and cache directory.
+
+    Raises:
+        ModelError: as :func:`load_speech_model`.
+    """
+    root = (cache_dir if cache_dir is not None else Settings().cache_dir).resolve()
     with _lock:
-        loaded = _default
+        loaded = _defaults.get(root)
     if loaded is None:
-        loaded = load_speech_model()
+        loaded = load_speech_model(cache_dir=root)
         with _lock:
-            _default = _default or loaded
-            loaded = _default
+            loaded = _defaults.setdefault(root, loaded)
     return loaded
 
 

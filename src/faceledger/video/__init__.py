@@ -1,4 +1,4 @@
-"""Video indexing: decode, track and identify faces, and read the text on screen."""
+"""Video indexing: decode, track and identify faces, read the text on screen, transcribe speech."""
 
 from faceledger.video.indexer import (
     IndexOptions,
@@ -7,12 +7,21 @@ from faceledger.video.indexer import (
     index_video,
 )
 from faceledger.video.ocr import TextItem, TextLine, TextReader, TextTimeline
-from faceledger.video.reader import SampledFrame, TimeSampler, VideoInfo, VideoReader
+from faceledger.video.reader import (
+    MediaStreams,
+    SampledFrame,
+    TimeSampler,
+    VideoInfo,
+    VideoReader,
+    probe_streams,
+)
+from faceledger.video.soundtrack import Transcriber
 from faceledger.video.tracker import FaceTracker, TrackerOptions, link_tracks
 
 __all__ = [
     "FaceTracker",
     "IndexOptions",
+    "MediaStreams",
     "PersonAppearance",
     "SampledFrame",
     "TextItem",
@@ -21,9 +30,11 @@ __all__ = [
     "TextTimeline",
     "TimeSampler",
     "TrackerOptions",
+    "Transcriber",
     "VideoIndex",
     "VideoInfo",
     "VideoReader",
     "index_video",
     "link_tracks",
+    "probe_streams",
 ]

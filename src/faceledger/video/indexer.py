@@ -1,4 +1,5 @@
-"""Video indexing: who appears when (identified or "unknown person N") and the text on screen.
+"""Video indexing: who appears when (identified or "unknown person N"), the text on screen,
+and what is said.
 
 The pipeline overlaps its stages: a decode thread feeds sampled frames through a bounded
 queue to a pool of inference threads (detection plus embedding of every face of a
@@ -8,6 +9,8 @@ the last analysed one reuse its faces (or text) instead of running the models ag
 After the last frame every track is identified once against the collection (one audited
 search for the whole video), tracks are linked into people, and the people without an
 enrolled identity are numbered "unknown person 1, 2, ..." in order of appearance.
+Then the audio track is transcribed by the transcriber the caller passes in
+(:mod:`faceledger.video.soundtrack`); an audio-only file has that pass alone.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -30,17 +33,21 @@ from faceledger.engine import Engine
 from faceledger.errors import InvalidArgument, VideoError
 from faceledger.models.calibration import Calibration
 from faceledger.search.ranking import Candidate
+from faceledger.speech.types import TranscriptSegment
 from faceledger.types import Face, FloatArray, UInt8Image
 from faceledger.video.ocr import DEFAULT_OCR_FPS, TextItem, TextLine, TextReader, TextTimeline
 from faceledger.video.reader import (
     DEFAULT_FPS,
     SampledFrame,
     TimeSampler,
+    VideoInfo,
     VideoReader,
     decode_ahead,
+    probe_streams,
     signature_change,
     time_intervals,
 )
+from faceledger.video.soundtrack import SPEECH_UNITS, Speech, Transcriber, run_speech
 from faceledger.video.tracker import FaceTracker, TrackerOptions, TrackSummary, link_tracks
 
 Progress = Callable[[int, int], None]
@@ -87,6 +94,10 @@ class IndexOptions:
     """Seconds without a sighting that split a person's appearances into two intervals."""
     time_budget: float | None = None
     """Wall-clock seconds allowed for decoding (None: unbounded)."""
+    speech: bool = True
+    """Transcribe (and translate) what is said."""
+    hotwords: str | None = None
+    """Words to expect in the speech (names, jargon), given to the speech model as hints."""
 
     def __post_init__(self) -> None:
         if self.fps is not None and not 0 < self.fps <= 120:
@@ -123,7 +134,8 @@ class PersonAppearance:
 
 @dataclass(frozen=True, slots=True)
 class VideoIndex:
-    """The index of one video: people, on-screen text, and what could not be read."""
+    """The index of one video or audio file: people, on-screen text, speech, and what could
+    not be read (an audio-only file has no frames: ``width`` and ``height`` are 0)."""
 
     collection: str
     video_sha256: str
@@ -143,6 +155,11 @@ class VideoIndex:
     max_fmr: float
     threshold: float
     elapsed: float
+    transcript: list[TranscriptSegment] = field(default_factory=list)
+    """What is said, in time order (start, end, language, text, English text, confidence)."""
+    speech_problem: str | None = None
+    """Why the transcript is empty or partial (no or damaged audio track, silence, the
+    model failed); None when speech was transcribed or not asked for."""
 
 
 def jpeg_base64(image: UInt8Image | None) -> str:
@@ -269,49 +286,103 @@ def index_video(
     options: IndexOptions | None = None,
     progress: Progress | None = None,
     text_reader: TextReader | None = None,
+    transcriber: Transcriber | None = None,
 ) -> VideoIndex:
-    """Index a video file: its people (identified by ``identify``) and its on-screen text.
+    """Index a video or audio file: its people (identified by ``identify``), its on-screen
+    text, and (with ``transcriber``) what is said.
 
     ``engine`` embeds the faces, in the embedding space of ``collection``; ``identify`` is
     called once, after the last frame, with every track's template (the caller records
-    it as one search). ``progress`` is called with ``(sampled frames done, expected total)``.
+    it as one search). An audio-only file (flac, mp3, wav, m4a, ...) gives a transcript
+    only. ``progress`` is called with ``(units done, expected total)``: one unit per
+    sampled frame, then :data:`~faceledger.video.soundtrack.SPEECH_UNITS` per second of
+    audio.
 
     Raises:
-        VideoError: the file cannot be read at all (a partly readable file gives a
-            partial index whose ``error`` says what was lost).
+        InvalidArgument: ``options.speech`` without a ``transcriber``.
+        VideoError: nothing in the file can be read (a partly readable file gives a
+            partial index whose ``error`` says what was lost; unreadable or silent audio
+            only sets ``speech_problem``).
     """
     started = time.perf_counter()
     opts = options or IndexOptions()
-    cal = engine.pack.require_calibration()
-    rate = None if opts.fps is None else max(opts.fps, opts.ocr_fps if opts.ocr else 0.0)
-    thresholds = TrackerOptions(
-        same_face=cal.threshold_for(opts.link_fmr), different_face=cal.threshold_for(DIFFERENT_FMR)
-    )
-    timeline = TextTimeline(period=1.0 / opts.ocr_fps) if opts.ocr else None
-    run = _Run(opts, FaceTracker(thresholds), timeline)
-    ocr = (text_reader or TextReader()) if opts.ocr else None
-    with VideoReader(
-        path, fps=rate, max_side=opts.max_side, time_budget=opts.time_budget
-    ) as reader:
-        digest = file_sha256(path)
-        info = reader.info
-        per_second = rate or info.fps
-        expected = int(info.duration * per_second) + 1 if info.duration and per_second else 0
-        embed = partial(engine.embed, min_face_size=opts.min_face)
-        run.pump(reader, embed, ocr, workers=engine.workers, expected=expected, progress=progress)
-    if run.sampled == 0:
-        raise reader.error or VideoError("the video holds no decodable frame")
-
-    def identify_tracks(templates: FloatArray) -> list[list[Candidate]]:
-        return identify(
-            templates, {"video_sha256": digest, "tracks": len(templates), "fps": opts.fps}
+    if opts.speech and transcriber is None:
+        raise InvalidArgument("indexing speech needs a transcriber (or speech off)")
+    streams = probe_streams(path)
+    speaking = transcriber is not None and opts.speech and streams.audio
+    if not streams.video and not speaking:
+        raise VideoError(
+            "the file holds only audio: index it with speech on"
+            if streams.audio
+            else "the file holds no video or audio stream"
         )
+    cal = engine.pack.require_calibration()
+    digest = file_sha256(path)
+    units = round(SPEECH_UNITS * (streams.duration or 0.0)) if speaking else 0
+    frames: _Frames | None = None
+    unreadable: VideoError | None = None
+    if streams.video:
+        try:
+            frames = _frame_pass(path, engine, opts, text_reader, progress, extra=units)
+        except VideoError as exc:
+            if not speaking:
+                raise
+            unreadable = exc  # the speech may still be read
+    speech = Speech([], "the file holds no audio track" if opts.speech else None, 0.0)
+    if transcriber is not None and speaking:
+        base = frames.run.sampled if frames else 0
 
-    period = 1.0 / opts.fps if opts.fps else 1.0 / (info.fps or 25.0)
-    turned = reader.rotation % 180 != 0
-    return VideoIndex(
+        def speech_progress(fraction: float) -> None:
+            if progress is not None:
+                progress(base + round(units * fraction), base + units)
+
+        speech = run_speech(path, transcriber, progress=speech_progress)
+        if frames is None and not speech.segments and speech.seconds == 0:
+            raise speech.error or unreadable or VideoError(speech.problem or "no audio")
+    if progress is not None and speaking:
+        done = (frames.run.sampled if frames else 0) + units
+        progress(done, done)
+    index = VideoIndex(
         collection=collection,
         video_sha256=digest,
+        duration=round(streams.duration or speech.seconds, 3),
+        width=0,
+        height=0,
+        rotation=0,
+        fps=None,
+        sample_fps=None,
+        frames_sampled=0,
+        frames_analysed=0,
+        people=[],
+        text=[],
+        complete=unreadable is None,
+        errors=[] if unreadable is None else [unreadable.message],
+        error=None if unreadable is None else unreadable.to_dict(),
+        max_fmr=opts.max_fmr,
+        threshold=round(cal.threshold_for(opts.max_fmr), 5),
+        elapsed=0.0,
+        transcript=speech.segments,
+        speech_problem=speech.problem,
+    )
+    if frames is not None:
+        index = _with_frames(index, frames, identify, cal, opts)
+    return replace(index, elapsed=round(time.perf_counter() - started, 3))
+
+
+def _with_frames(
+    index: VideoIndex, frames: _Frames, identify: Identify, cal: Calibration, opts: IndexOptions
+) -> VideoIndex:
+    """``index`` with what the frame pass saw: people (identified now), text, geometry."""
+
+    def identify_tracks(templates: FloatArray) -> list[list[Candidate]]:
+        about = {"video_sha256": index.video_sha256, "tracks": len(templates), "fps": opts.fps}
+        return identify(templates, about)
+
+    info, reader, run = frames.info, frames.reader, frames.run
+    period = 1.0 / opts.fps if opts.fps else 1.0 / (info.fps or 25.0)
+    turned = reader.rotation % 180 != 0
+    return replace(
+        index,
         duration=None if info.duration is None else round(info.duration, 3),
         width=info.height if turned else info.width,
         height=info.width if turned else info.height,
@@ -321,14 +392,62 @@ def index_video(
         frames_sampled=run.sampled,
         frames_analysed=run.analysed,
         people=_people(run, identify_tracks, cal, period=period, end=info.duration),
-        text=timeline.items(end=info.duration) if timeline else [],
+        text=run.timeline.items(end=info.duration) if run.timeline else [],
         complete=reader.error is None,
         errors=list(reader.errors),
         error=None if reader.error is None else reader.error.to_dict(),
-        max_fmr=opts.max_fmr,
-        threshold=round(cal.threshold_for(opts.max_fmr), 5),
-        elapsed=round(time.perf_counter() - started, 3),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Frames:
+    """The frame pass: faces tracked and text merged, and how reading went."""
+
+    run: _Run
+    reader: VideoReader
+    info: VideoInfo
+
+
+def _frame_pass(
+    path: str | os.PathLike[str],
+    engine: Engine,
+    opts: IndexOptions,
+    text_reader: TextReader | None,
+    progress: Progress | None,
+    *,
+    extra: int,
+) -> _Frames:
+    """Decode, detect, embed, track and read text; ``extra`` progress units follow.
+
+    Raises:
+        VideoError: the video cannot be opened or holds no decodable frame.
+    """
+    cal = engine.pack.require_calibration()
+    rate = None if opts.fps is None else max(opts.fps, opts.ocr_fps if opts.ocr else 0.0)
+    thresholds = TrackerOptions(
+        same_face=cal.threshold_for(opts.link_fmr), different_face=cal.threshold_for(DIFFERENT_FMR)
+    )
+    timeline = TextTimeline(period=1.0 / opts.ocr_fps) if opts.ocr else None
+    run = _Run(opts, FaceTracker(thresholds), timeline)
+    ocr = (text_reader or TextReader()) if opts.ocr else None
+
+    def frame_progress(done: int, total: int) -> None:
+        if progress is not None:
+            progress(done, total + extra)
+
+    with VideoReader(
+        path, fps=rate, max_side=opts.max_side, time_budget=opts.time_budget
+    ) as reader:
+        info = reader.info
+        per_second = rate or info.fps
+        expected = int(info.duration * per_second) + 1 if info.duration and per_second else 0
+        embed = partial(engine.embed, min_face_size=opts.min_face)
+        run.pump(
+            reader, embed, ocr, workers=engine.workers, expected=expected, progress=frame_progress
+        )
+    if run.sampled == 0:
+        raise reader.error or VideoError("the video holds no decodable frame")
+    return _Frames(run, reader, info)
 
 
 def _people(

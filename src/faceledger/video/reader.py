@@ -120,6 +120,36 @@ def analysis_size(width: int, height: int, max_side: int | None) -> tuple[int, i
     return w, h, w / width
 
 
+@dataclass(frozen=True, slots=True)
+class MediaStreams:
+    """Which streams a media file holds, and its duration from the container."""
+
+    video: bool
+    audio: bool
+    duration: float | None
+    """Seconds (None when the container does not say)."""
+
+
+def probe_streams(path: str | os.PathLike[str]) -> MediaStreams:
+    """Open a media file's header only: does it hold video, audio, and how long is it.
+
+    Raises:
+        VideoError: the file is missing, empty (0 bytes) or not a media file.
+    """
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise VideoError("the file is empty (0 bytes)")
+    try:
+        with av.open(os.fspath(path), mode="r") as container:
+            duration = container.duration
+            return MediaStreams(
+                video=bool(container.streams.video),
+                audio=bool(container.streams.audio),
+                duration=duration / av.time_base if duration else None,
+            )
+    except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as exc:
+        raise VideoError(f"cannot open the video: {_reason(exc)}") from exc
+
+
 class VideoReader:
     """Sampled, rotated RGB frames of a video file.
 

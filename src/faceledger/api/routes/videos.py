@@ -1,4 +1,4 @@
-"""Video indexing as asynchronous jobs: upload a video, then poll the job for its index.
+"""Video indexing as asynchronous jobs: upload a video (or audio file), then poll the job.
 
 The jobs themselves run, and are kept, in the service layer (:mod:`faceledger.service.jobs`);
 this module only receives uploads (under ``DATA/tmp/`` until accepted) and shows, retries,
@@ -25,13 +25,25 @@ from faceledger.ledger.keys import ApiKey, Role
 from faceledger.service.jobs import JobRecord, JobStatus, VideoJobs
 from faceledger.video import IndexOptions
 
+MEDIA_TYPES = (
+    "video/mp4",
+    "video/x-matroska",
+    "video/webm",
+    "video/quicktime",
+    "audio/flac",
+    "audio/mpeg",
+    "audio/wav",
+    "audio/mp4",
+    "audio/ogg",
+)
+"""Raw-body content types documented for uploads (any type is read: FFmpeg sniffs it)."""
 JOB_TIME_BUDGET = 1800.0
 """Seconds of decoding a job may take before the rest of its video is reported unread."""
 VIDEO_BODY = {
     "requestBody": {
         "content": {
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-            "video/mp4": {"schema": {"type": "string", "format": "binary"}},
+            **{kind: {"schema": {"type": "string", "format": "binary"}} for kind in MEDIA_TYPES},
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
@@ -57,7 +69,7 @@ class JobPublic(BaseModel):
     job: str
     status: JobStatus
     progress: float
-    """Percentage of the video's sampled frames analysed."""
+    """Percentage done over the passes (sampled frames, then seconds of speech)."""
     collection: str
     created_at: datetime
     finished_at: datetime | None
@@ -134,14 +146,24 @@ async def submit_video(
     fps: Annotated[float, Query(gt=0, le=120, description="Frames sampled per second.")] = 4.0,
     every_frame: Annotated[bool, Query(description="Analyse every frame.")] = False,
     ocr: Annotated[bool, Query(description="Read the text on screen.")] = True,
+    speech: Annotated[bool, Query(description="Transcribe and translate the speech.")] = True,
+    hotwords: Annotated[
+        str | None, Query(max_length=1024, description="Words to expect in the speech.")
+    ] = None,
     max_fmr: Annotated[float, Query(gt=0, lt=1, description="Largest false match rate.")] = 1e-4,
 ) -> JobAccepted:
-    """Queue a video for indexing (raw body or multipart field ``video``); poll the job."""
+    """Queue a video or audio file for indexing (raw body or multipart field ``video``);
+    poll the job. The index holds people, on-screen text and the speech transcript."""
     await run_in_threadpool(service.check_video_request, collection, purpose)
     await run_in_threadpool(_jobs(request).check_queue, key.id)  # before the upload is kept
     path = await _save_upload(request, service.settings.data / "tmp")
     options = IndexOptions(
-        fps=None if every_frame else fps, ocr=ocr, max_fmr=max_fmr, time_budget=JOB_TIME_BUDGET
+        fps=None if every_frame else fps,
+        ocr=ocr,
+        max_fmr=max_fmr,
+        time_budget=JOB_TIME_BUDGET,
+        speech=speech,
+        hotwords=hotwords or None,
     )
     job = await run_in_threadpool(
         partial(
