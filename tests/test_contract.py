@@ -54,6 +54,7 @@ SAMPLE_VALUES: dict[str, str] = {
     "rate_limit": "2.5",
     "rate_burst": "4",
     "retention_sweep_seconds": "3",
+    "media_retention_days": "30",
     "require_purpose": "false",
     "console_session_seconds": "120",
     "signing_key_file": "/tmp/faceledger-contract-key/signing.key",
@@ -88,6 +89,8 @@ EFFECT_TESTS: dict[str, str] = {
     "rate_limit": "test_error_codes_over_http",
     "rate_burst": "test_rate_limit_burst",
     "retention_sweep_seconds": "tests/test_api.py::test_retention_erases_expired_person",
+    "media_retention_days": "tests/test_media_index.py::"
+    "test_media_results_expire_after_media_retention_days",
     "require_purpose": "test_error_codes_over_http",
     "console_session_seconds": "tests/test_review.py::test_console_session_expires",
     "signing_key_file": "tests/test_ledger_proofs.py::"

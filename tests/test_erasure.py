@@ -158,8 +158,12 @@ def _index_video_job(svc: Any, faces_dir: Path, tmp_path: Path) -> str:
 def test_erased_person_is_gone_from_every_file(tmp_path: Path, faces_dir: Path, how: str) -> None:
     from datetime import UTC, datetime, timedelta
 
+    from sqlalchemy import select
+
+    from faceledger.errors import NotFound
     from faceledger.service.retention import sweep
     from faceledger.store.jobs import JobStore
+    from faceledger.store.schema import media_segments
 
     data = tmp_path / "data"
     svc, images, vectors = _enrolled_service(data, faces_dir)
@@ -169,6 +173,8 @@ def test_erased_person_is_gone_from_every_file(tmp_path: Path, faces_dir: Path, 
     assert found.candidates[0].person == NAME
     job_id = _index_video_job(svc, faces_dir, tmp_path)
     svc.store.index(svc.store.get_collection("c")).save()
+    person_id = svc.store.get_person("c", NAME).id
+    assert svc.search_media("c", person=NAME, purpose="before").total >= 1  # media index too
     needles = [v.tobytes() for v in vectors] + images + [NAME.encode()]
     if hasattr(svc.store.index(svc.store.get_collection("c"))._index, "_hnsw"):
         needles += codes_of(svc.store, "c", vectors)  # the index's 8-bit codes too
@@ -180,6 +186,15 @@ def test_erased_person_is_gone_from_every_file(tmp_path: Path, faces_dir: Path, 
         svc.update_person("c", NAME, retain_until=datetime.now(UTC) - timedelta(seconds=1))
         assert sweep(svc) == [("c", NAME)]
     assert files_holding(data, needles) == []
+    with pytest.raises(NotFound):
+        svc.search_media("c", person=NAME, purpose="after")
+    with svc.store.engine.connect() as conn:  # their intervals stay, with neither id nor name
+        kept = conn.execute(
+            select(media_segments.c.person_id, media_segments.c.label).where(
+                media_segments.c.kind == "person"
+            )
+        ).all()
+    assert (None, None) in kept and not any(p == person_id for p, _ in kept)
     result = JobStore(svc.store.engine).get(job_id).result
     assert result is not None
     assert all(p["person"] != NAME for p in result["people"])

@@ -3,14 +3,21 @@ and one end-to-end run on a video made here (a shared face photo, drawn text, re
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
+from typer.testing import CliRunner
 
-from faceledger.errors import InvalidArgument, NotFound
+from faceledger.cli.main import app as cli_app
+from faceledger.config import Settings
+from faceledger.errors import InvalidArgument, NotFound, PurposeRequired
+from faceledger.ledger.keys import Role
+from faceledger.service import FaceService
 from faceledger.store import Store
 from faceledger.store.media import (
     MediaHit,
@@ -20,6 +27,9 @@ from faceledger.store.media import (
     NewSegment,
 )
 from faceledger.store.schema import media_segments
+from faceledger.video import VideoIndex
+from tests.media_fixtures import SPEECH_VIDEO_FACE, speech_video
+from tests.test_erasure import files_holding
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
@@ -202,3 +212,199 @@ def test_store_expires_old_videos_and_drops_a_deleted_collections_words(
                 "SELECT count(*) FROM media_text WHERE media_text MATCH 'budget'"
             ).scalar()
             assert words == 0
+
+
+# -- service, fronts and the end-to-end run on one indexed video ---------------------------
+PERSON = "Joe Example"  # enrolled from biden.jpg; the video shows biden2.jpg
+
+
+@pytest.fixture(scope="module")
+def indexed(
+    tmp_path_factory: pytest.TempPathFactory, faces_dir: Path
+) -> Iterator[tuple[FaceService, VideoIndex, Path]]:
+    """One talking-head video (a shared face photo, "BUDGET REVIEW 2027" drawn on every
+    frame, jfk.flac as its sound), indexed once with speech for every test of the module."""
+    root = tmp_path_factory.mktemp("media")
+    video = speech_video(root / "talk.mp4", faces_dir / SPEECH_VIDEO_FACE)
+    svc = FaceService(Settings(data=root / "data"))
+    svc.create_collection("c", require_consent=False)
+    biden = faces_dir / "face_recognition_examples/identities/joe_biden/biden.jpg"
+    svc.enroll("c", PERSON, [biden], largest=True)
+    result = svc.index_video("c", video, purpose="media index test")
+    yield svc, result, video
+    svc.close()
+
+
+def test_indexed_video_is_found_by_person_shown_and_said(
+    indexed: tuple[FaceService, VideoIndex, Path],
+) -> None:
+    svc, result, _ = indexed
+    assert [p.person for p in result.people] == [PERSON]
+    assert result.transcript, result.speech_problem
+    [stored] = svc.media_videos("c")
+    assert (stored.video_sha256, stored.file_name) == (result.video_sha256, "talk.mp4")
+    assert stored.segments["speech"] == len(result.transcript) and stored.segments["text"] >= 1
+
+    duration = result.duration or 0.0
+    seen = svc.search_media("c", person=PERSON, purpose="find him")
+    assert seen.total >= 1 and seen.hits[0].person is not None
+    assert seen.hits[0].person.label == PERSON and seen.hits[0].file_name == "talk.mp4"
+    assert seen.hits[0].start < 1.0 and seen.hits[-1].end > duration - 1.5  # on every frame
+
+    shown = svc.search_media("c", shown="review 2027")
+    assert shown.total >= 1 and shown.hits[0].shown is not None
+    assert "REVIEW 2027" in shown.hits[0].shown.text.upper()
+    assert shown.hits[0].start < 1.5
+
+    # jfk.flac: "... fellow Americans, ask not what your country can do for you ..."
+    said = svc.search_media("c", said="country")
+    assert said.total >= 1 and all(h.said is not None for h in said.hits)
+    segment = next(s for s in result.transcript if "country" in s.text.lower())
+    assert said.hits[0].start == pytest.approx(segment.start, abs=1e-3)
+    assert said.hits[0].end == pytest.approx(segment.end, abs=1e-3)
+    assert 0.0 <= said.hits[0].start < said.hits[-1].end <= duration + 0.5
+
+    both = svc.search_media("c", person=PERSON, said="americans", shown="budget", purpose="t")
+    assert both.total >= 1
+    hit = both.hits[0]
+    assert hit.person is not None and hit.said is not None and hit.shown is not None
+    assert max(hit.person.start, hit.said.start, hit.shown.start) == pytest.approx(hit.start)
+    assert min(hit.person.end, hit.said.end, hit.shown.end) == pytest.approx(hit.end)
+    late = svc.search_media("c", said="americans", start=duration + 1)
+    assert late.total == 0
+    assert svc.search_media("c", said="pineapple").total == 0
+
+
+def test_person_search_needs_a_purpose_and_is_in_the_ledger(
+    indexed: tuple[FaceService, VideoIndex, Path],
+) -> None:
+    svc, result, _ = indexed
+    svc.require_purpose = True
+    try:
+        with pytest.raises(PurposeRequired):
+            svc.search_media("c", person=PERSON)
+        assert svc.search_media("c", said="country").total >= 1  # words alone: no purpose
+        svc.search_media("c", person=PERSON, said="Country", purpose="case work", case_ref="K-1")
+    finally:
+        svc.require_purpose = False
+    entries = svc.ledger.entries()
+    stored = [e for e in entries if e["operation"] == "media.store"]
+    assert stored and stored[-1]["request"]["video_sha256"] == result.video_sha256
+    last = [e for e in entries if e["operation"] == "media.search"][-1]
+    pseudonym = svc.store.get_person("c", PERSON).pseudonym
+    assert last["purpose"] == "case work" and last["case_ref"] == "K-1"
+    assert last["request"]["person"] == pseudonym
+    assert last["request"]["said_sha256"] == hashlib.sha256(b"country").hexdigest()
+    assert last["result"]["videos"] == [result.video_sha256]
+    assert PERSON not in json.dumps(entries) and "ountry" not in json.dumps(entries)
+
+
+def test_reindexing_the_same_video_replaces_its_results(
+    indexed: tuple[FaceService, VideoIndex, Path],
+) -> None:
+    svc, result, _ = indexed
+    before = svc.search_media("c", said="country").total
+    svc.store_video_index("c", result, file_name="renamed.mp4")
+    [stored] = svc.media_videos("c")
+    assert stored.file_name == "renamed.mp4"
+    again = svc.search_media("c", said="country")
+    assert again.total == before and again.hits[0].file_name == "renamed.mp4"
+    svc.store_video_index("c", result, file_name="talk.mp4")
+
+
+def test_media_results_expire_after_media_retention_days(
+    tmp_path: Path, indexed: tuple[FaceService, VideoIndex, Path]
+) -> None:
+    from faceledger.service.retention import sweep
+
+    _, result, _ = indexed
+    data = tmp_path / "data"
+    svc = FaceService(Settings(data=data, media_retention_days=30))
+    try:
+        svc.create_collection("c", require_consent=False)
+        svc.store_video_index("c", result, file_name="talk.mp4")
+        assert svc.search_media("c", shown="budget").total >= 1
+        words_on_disk = [b"BUDGET REVIEW", b"fellow Americans"]
+        assert files_holding(data, words_on_disk), "the test must first find what it erases"
+        sweep(svc, at=datetime.now(UTC) + timedelta(days=29))
+        assert svc.search_media("c", shown="budget").total >= 1  # not yet
+        sweep(svc, at=datetime.now(UTC) + timedelta(days=31))
+        assert svc.media_videos("c") == []
+        assert svc.search_media("c", shown="budget").total == 0
+        [expired] = [e for e in svc.ledger.entries() if e["operation"] == "media.expire"]
+        assert expired["result"]["videos"] == [result.video_sha256]
+        assert files_holding(data, words_on_disk) == []
+    finally:
+        svc.close()
+
+
+def test_cli_media_search_and_list(
+    indexed: tuple[FaceService, VideoIndex, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    svc, result, _ = indexed
+    runner = CliRunner()
+    data = ["--data", str(svc.settings.data)]
+    found = runner.invoke(
+        cli_app, [*data, "media", "search", "c", "--said", "country", "--person", PERSON, "--json"]
+    )
+    assert found.exit_code == 0, found.output
+    page = json.loads(found.output)
+    assert page["total"] >= 1 and page["hits"][0]["video_sha256"] == result.video_sha256
+    assert page["hits"][0]["person"]["label"] == PERSON
+    text = runner.invoke(cli_app, [*data, "media", "search", "c", "--shown", "budget review"])
+    assert text.exit_code == 0 and "talk.mp4" in text.output and "hit(s)" in text.output
+    listed = runner.invoke(cli_app, [*data, "media", "list", "c", "--json"])
+    assert listed.exit_code == 0 and json.loads(listed.output)["videos"][0]["file_name"]
+    nobody = runner.invoke(cli_app, [*data, "media", "search", "c", "--person", "Nobody"])
+    assert nobody.exit_code == 4 and "Traceback" not in nobody.output  # not_found
+    nothing = runner.invoke(cli_app, [*data, "media", "search", "c"])
+    assert nothing.exit_code == 7 and "invalid_argument" in nothing.output  # bad_input
+    backwards = runner.invoke(
+        cli_app, [*data, "media", "search", "c", "--said", "x", "--from", "5", "--to", "1"]
+    )
+    assert backwards.exit_code == 7
+
+
+def test_http_and_client_media_search(indexed: tuple[FaceService, VideoIndex, Path]) -> None:
+    from faceledger.api.app import create_app
+    from faceledger.api.openapi import build_openapi
+    from faceledger.client import Client
+    from tests.test_video import serve_in_thread
+
+    svc, result, _ = indexed
+    settings = Settings(data=svc.settings.data, rate_limit=0)
+    with serve_in_thread(settings) as (http, service):
+        key = service.create_key(Role.SEARCHER).secret
+        h = {"X-API-Key": key}
+        base = {"collection": "c", "said": "country"}
+        words = http.get("/v1/media/search", params=base, headers=h)
+        assert words.status_code == 200, words.text
+        body = words.json()
+        assert body["total"] >= 1 and body["hits"][0]["said"]["language"] == "en"
+        assert body["hits"][0]["file_name"] == "talk.mp4"
+        person = {**base, "person": PERSON}
+        refused = http.get("/v1/media/search", params=person, headers=h)
+        assert refused.status_code == 422 and refused.json()["code"] == "purpose_required"
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        missing = http.get(
+            "/v1/media/search", params={**person, "person": "Nobody", "purpose": "t"}, headers=h
+        )
+        assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+        empty = http.get("/v1/media/search", params={"collection": "c"}, headers=h)
+        assert empty.status_code == 422 and empty.json()["code"] == "invalid_argument"
+        assert http.get("/v1/media/search", params=base).status_code == 401
+        auditor = {"X-API-Key": service.create_key(Role.AUDITOR).secret}
+        assert http.get("/v1/media/search", params=base, headers=auditor).status_code == 403
+        doc = build_openapi(create_app(settings))  # (the thread's app adds a router twice)
+        operation = doc["paths"]["/v1/media/search"]["get"]
+        assert {"401", "403", "404", "409", "422", "429"} <= set(operation["responses"])
+
+        with Client(str(http.base_url), key) as client:
+            page = client.search_media(
+                "c", person=PERSON, shown="budget", purpose="t", limit=1, offset=0
+            )
+            assert page["total"] >= 1 and len(page["hits"]) == 1
+            assert page["hits"][0]["person"]["label"] == PERSON
+            assert page["hits"][0]["video_sha256"] == result.video_sha256
+            with pytest.raises(NotFound):
+                client.search_media("nope", said="country")

@@ -316,6 +316,38 @@ class Client:
         files = [("images", (f"image-{i}", _bytes(im))) for i, im in enumerate(images or [])]
         return dict(self._call("POST", "/v1/group", params=params, files=files or None))
 
+    # -- media index ---------------------------------------------------------------------
+    def search_media(
+        self,
+        collection: str,
+        *,
+        person: str | None = None,
+        said: str | None = None,
+        shown: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        video: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+        purpose: str | None = None,
+        case: str | None = None,
+    ) -> dict[str, Any]:
+        """Where in the collection's indexed videos the person appears while the words are
+        said and shown (``GET /v1/media/search``): ``{"hits": [...], "total": n, ...}``."""
+        given = {
+            "person": person,
+            "said": said,
+            "shown": shown,
+            "start": start,
+            "end": end,
+            "video": video,
+            "purpose": purpose,
+            "case": case,
+        }
+        params: dict[str, Any] = {"collection": collection, "offset": offset, "limit": limit}
+        params.update({k: v for k, v in given.items() if v is not None})
+        return dict(self._call("GET", "/v1/media/search", params=params))
+
     # -- audit ---------------------------------------------------------------------------
     def audit(
         self, *, after: int = 0, limit: int = 100, operation: str | None = None

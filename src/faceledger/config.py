@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     """Requests per second per API key (0: unlimited)."""
     rate_burst: int = 100
     retention_sweep_seconds: float = 60.0
+    media_retention_days: float = 0.0
+    """Stored media results (the searchable index of videos) are erased by the retention
+    sweep this many days after the video was indexed (0: kept until deleted)."""
     require_purpose: bool = True
     """Identify, similar and verify-against-person over HTTP refuse a request without a purpose."""
     console_session_seconds: float = 8 * 3600.0

@@ -15,7 +15,16 @@ from faceledger import __version__
 from faceledger.api import openapi, problems
 from faceledger.api.limits import BodyLimit, Metrics, Timeout
 from faceledger.api.ratelimit import RateLimiter
-from faceledger.api.routes import audit, collections, health, keys, persons, search, videos
+from faceledger.api.routes import (
+    audit,
+    collections,
+    health,
+    keys,
+    media,
+    persons,
+    search,
+    videos,
+)
 from faceledger.api.ui import install as install_console
 from faceledger.config import Settings
 from faceledger.ledger.audit import Actor
@@ -90,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit.router,
         keys.router,
         videos.router,
+        media.router,
     ):
         app.include_router(router)
     install_console(app)  # the review console at /ui (server-rendered pages)

@@ -23,6 +23,7 @@ from faceledger.cli.common import (
 from faceledger.cli.context import set_data_dir, set_database_url
 from faceledger.cli.db import register as register_db_commands
 from faceledger.cli.eval import eval_app
+from faceledger.cli.media import media_app
 from faceledger.cli.models import models_app
 from faceledger.cli.serve import serve
 from faceledger.cli.speech import speech_app
@@ -76,6 +77,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(video_app, name="video")
 app.add_typer(audit_app, name="audit")
 app.add_typer(speech_app, name="speech")
+app.add_typer(media_app, name="media")
 register_db_commands(app)
 app.command()(serve)
 

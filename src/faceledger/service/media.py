@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from faceledger.ledger.audit import Actor
 from faceledger.search.ranking import Candidate
 from faceledger.service.core import LOCAL_ACTOR, Progress
+from faceledger.service.mediaindex import MediaIndexOps
 from faceledger.service.search import SearchOps
 from faceledger.types import FloatArray
 
@@ -17,7 +19,7 @@ if TYPE_CHECKING:  # imported when a video is indexed: SciPy's optimiser takes a
     from faceledger.video.soundtrack import SpeechProgress, Transcriber
 
 
-class MediaOps(SearchOps):
+class MediaOps(SearchOps, MediaIndexOps):
     """Video indexing: who appears when, and the text on screen."""
 
     def check_video_request(self, collection: str, purpose: str | None) -> None:
@@ -69,7 +71,7 @@ class MediaOps(SearchOps):
                 actor=actor,
             )
 
-        return index_video(
+        result = index_video(
             path,
             engine=engine,
             collection=collection,
@@ -79,6 +81,8 @@ class MediaOps(SearchOps):
             text_reader=text_reader,
             transcriber=self._transcriber(speech_model, opts) if opts.speech else None,
         )
+        self.store_video_index(collection, result, file_name=Path(path).name, actor=actor)
+        return result
 
     def speech_model(self) -> SpeechModel:
         """The default speech model (Whisper base), loaded once per process and cache.

@@ -5,27 +5,39 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from faceledger.errors import NotFound
 from faceledger.ledger.audit import Actor
-from faceledger.service.persons import PersonOps
 from faceledger.store.db import RETENTION_LOCK, exclusive
+
+if TYPE_CHECKING:
+    from faceledger.service import FaceService
 
 log = logging.getLogger(__name__)
 SWEEPER = Actor(key_id=None, role="system", name="retention-sweeper")
 
 
-def sweep(service: PersonOps, *, at: datetime | None = None) -> list[tuple[str, str]]:
-    """Erase every expired person (database, index, stored images).
+def sweep(service: FaceService, *, at: datetime | None = None) -> list[tuple[str, str]]:
+    """Erase every expired person (database, index, stored images), then the media results
+    older than ``media_retention_days``.
 
     Returns the ``(collection, person)`` pairs erased. On a database shared by replicas
     one sweep runs at a time (an advisory lock); the others return at once with nothing.
     """
     with exclusive(service.store.engine, RETENTION_LOCK) as mine:
-        return _sweep(service, at) if mine else []
+        if not mine:
+            return []
+        erased = _sweep(service, at)
+        for collection, video in service.expire_media(at=at, actor=SWEEPER):
+            log.info(
+                "retention: erased a video's media results",
+                extra={"collection": collection, "video_sha256": video},
+            )
+        return erased
 
 
-def _sweep(service: PersonOps, at: datetime | None) -> list[tuple[str, str]]:
+def _sweep(service: FaceService, at: datetime | None) -> list[tuple[str, str]]:
     erased = []
     for person in service.store.expired_persons(at):
         try:
@@ -45,7 +57,7 @@ def _sweep(service: PersonOps, at: datetime | None) -> list[tuple[str, str]]:
 class Sweeper:
     """Runs :func:`sweep` every ``interval`` seconds on a daemon thread."""
 
-    def __init__(self, service: PersonOps, *, interval: float) -> None:
+    def __init__(self, service: FaceService, *, interval: float) -> None:
         self._service = service
         self._interval = interval
         self._stop = threading.Event()

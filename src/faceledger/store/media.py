@@ -17,12 +17,10 @@ their intervals as "erased person", with neither name nor id.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
 from itertools import combinations
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import (
     ColumnClause,
@@ -43,153 +41,42 @@ from sqlalchemy import (
 from sqlalchemy import text as sql
 from sqlalchemy.sql.selectable import NamedFromClause
 
-from faceledger.errors import InvalidArgument, NotFound, StoreError
+from faceledger.errors import NotFound, StoreError
 from faceledger.store.db import greatest, read_transaction
 from faceledger.store.jobs import ERASED_PERSON
+from faceledger.store.mediatypes import (
+    MAX_PAGE,
+    MAX_QUERY_WORDS,
+    MediaHit,
+    MediaPage,
+    MediaQuery,
+    NewMediaIndex,
+    NewSegment,
+    PersonSpan,
+    SegmentKind,
+    SpeechSpan,
+    StoredVideo,
+    TextSpan,
+    words,
+)
 from faceledger.store.schema import collections, media_segments, media_videos, persons
 
-SegmentKind = Literal["person", "text", "speech"]
-MAX_QUERY_WORDS = 32
-MAX_PAGE = 1000
-_WORD = re.compile(r"\w+")
-
-
-@dataclass(frozen=True, slots=True)
-class NewSegment:
-    """One entry of a video's timeline to store (times in seconds, ``start <= end``)."""
-
-    kind: SegmentKind
-    start: float
-    end: float
-    person: str | None = None
-    """The enrolled person's name (stored as their id); None for an unknown person."""
-    label: str | None = None
-    """An unknown person's label in this video ("unknown person 2")."""
-    text: str | None = None
-    text_en: str | None = None
-    language: str | None = None
-    confidence: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class NewMediaIndex:
-    """What is stored of one indexed video."""
-
-    video_sha256: str
-    file_name: str
-    duration: float | None
-    complete: bool
-    segments: Sequence[NewSegment]
-    speech_problem: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class MediaQuery:
-    """A search of a collection's media; at least one of person, said, shown."""
-
-    person: str | None = None
-    said: str | None = None
-    """Words said (all of them, in one transcript segment, original or English)."""
-    shown: str | None = None
-    """Words shown on screen (all of them, in one line)."""
-    start: float | None = None
-    end: float | None = None
-    """Hits must overlap ``[start, end]`` (seconds from the video's start)."""
-    video: str | None = None
-    """Only this video: its SHA-256 or its file name."""
-    offset: int = 0
-    limit: int = 50
-
-    def __post_init__(self) -> None:
-        if self.person is None and not self.said and not self.shown:
-            raise InvalidArgument("search by person, by words said or by words shown (or several)")
-        for what in ("said", "shown"):
-            value = getattr(self, what)
-            if value is not None:
-                found = words(value)
-                if not found:
-                    raise InvalidArgument(f"{what}: no word to search for in {value!r}")
-                if len(found) > MAX_QUERY_WORDS:
-                    raise InvalidArgument(f"{what}: at most {MAX_QUERY_WORDS} words")
-        if self.start is not None and self.end is not None and self.end < self.start:
-            raise InvalidArgument("the time range ends before it starts")
-        if (self.start is not None and self.start < 0) or (self.end is not None and self.end < 0):
-            raise InvalidArgument("times are seconds from the start of the video (not negative)")
-        if self.offset < 0 or not 1 <= self.limit <= MAX_PAGE:
-            raise InvalidArgument(f"offset must be >= 0 and limit in [1, {MAX_PAGE}]")
-
-
-@dataclass(frozen=True, slots=True)
-class PersonSpan:
-    """A person's appearance interval that a hit lies in."""
-
-    label: str
-    start: float
-    end: float
-
-
-@dataclass(frozen=True, slots=True)
-class SpeechSpan:
-    """A transcript segment whose words matched."""
-
-    start: float
-    end: float
-    text: str
-    text_en: str | None
-    language: str | None
-    confidence: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class TextSpan:
-    """An interval in which a matching line was on screen."""
-
-    start: float
-    end: float
-    text: str
-    confidence: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class MediaHit:
-    """Where in which video everything asked for holds at once: ``[start, end]``."""
-
-    video_sha256: str
-    file_name: str
-    start: float
-    end: float
-    person: PersonSpan | None = None
-    said: SpeechSpan | None = None
-    shown: TextSpan | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class MediaPage:
-    """One page of hits, ordered by video then time; ``total`` counts every hit."""
-
-    hits: list[MediaHit]
-    total: int
-    offset: int
-    limit: int
-
-
-@dataclass(frozen=True, slots=True)
-class StoredVideo:
-    """An indexed video as stored, with its number of segments of each kind."""
-
-    collection: str
-    video_sha256: str
-    file_name: str
-    duration: float | None
-    complete: bool
-    speech_problem: str | None
-    indexed_at: datetime
-    segments: dict[str, int]
-
-
-def words(query: str) -> list[str]:
-    """The words of a query: runs of Unicode letters, digits and underscores."""
-    return _WORD.findall(query)
+__all__ = [
+    "MAX_PAGE",
+    "MAX_QUERY_WORDS",
+    "MediaHit",
+    "MediaPage",
+    "MediaQuery",
+    "MediaStore",
+    "NewMediaIndex",
+    "NewSegment",
+    "PersonSpan",
+    "SegmentKind",
+    "SpeechSpan",
+    "StoredVideo",
+    "TextSpan",
+    "words",
+]
 
 
 def _fts5(segment: NamedFromClause, query: str, name: str) -> ColumnElement[bool]:
