@@ -39,6 +39,7 @@ class MediaOps(SearchOps, MediaIndexOps):
         progress: Progress | None = None,
         text_reader: TextReader | None = None,
         speech_model: SpeechModel | None = None,
+        file_name: str | None = None,
     ) -> VideoIndex:
         """Index a video file: its people against ``collection`` and its on-screen text.
 
@@ -46,6 +47,8 @@ class MediaOps(SearchOps, MediaIndexOps):
         (operation ``video.identify``, with the video's SHA-256). With ``options.speech``
         the audio is transcribed by ``speech_model`` (the default Whisper base, loaded
         once per process, when None); an audio-only file is indexed for speech alone.
+        The result is kept in the collection's media index under ``file_name`` (default:
+        the path's file name), replacing an earlier index of the same file.
 
         Raises:
             PurposeRequired: the service requires a purpose and none was given.
@@ -81,7 +84,9 @@ class MediaOps(SearchOps, MediaIndexOps):
             text_reader=text_reader,
             transcriber=self._transcriber(speech_model, opts) if opts.speech else None,
         )
-        self.store_video_index(collection, result, file_name=Path(path).name, actor=actor)
+        self.store_video_index(
+            collection, result, file_name=file_name or Path(path).name, actor=actor
+        )
         return result
 
     def speech_model(self) -> SpeechModel:
