@@ -561,6 +561,40 @@ def test_a_video_timeline_shows_who_appears_when(console: Console, faces_dir: Pa
     admin.context.close()
 
 
+def test_a_video_timeline_shows_the_text_on_screen_and_the_speech(
+    console: Console, tmp_path: Path
+) -> None:
+    from tests.media_fixtures import (
+        SPEECH_VIDEO_FACE,
+        SPEECH_VIDEO_TEXT,
+        SPEECH_VIDEO_WORDS,
+        speech_video,
+    )
+
+    clip = speech_video(tmp_path / "talk.mp4", console.faces.parent / SPEECH_VIDEO_FACE)
+    job = _index_clip(console, clip, ocr=True, speech=True)
+    page = console.sign_in("searcher")
+    page.goto(f"{console.url}/ui/videos/{job}")
+    assert page.locator("table.text tr.shown", has_text=SPEECH_VIDEO_TEXT).count() == 1
+    spoken = page.locator("table.speech tr.spoken")
+    assert spoken.count() >= 1 and page.locator("#speech-problem").count() == 0
+    said = page.locator("table.speech").inner_text().lower()
+    assert all(word in said for word in SPEECH_VIDEO_WORDS), said
+    assert "en" in spoken.first.locator("td").nth(1).inner_text()
+    assert _axe_problems(page) == []
+    shot(page, "video-speech")
+    track = page.locator("video track[kind=captions]")
+    vtt = page.request.get(f"{console.url}{track.get_attribute('src')}").text()
+    assert vtt.startswith("WEBVTT") and "country" in vtt.lower()
+    last = spoken.last.locator("a.jump")  # the player starts where that was said
+    start = re.findall(r"t=([\d.]+)&", str(last.get_attribute("href")))[0]
+    assert float(start) >= 1.0  # a later segment: the player really moves
+    last.click()
+    at = _player_time(page)
+    assert abs(at - float(start)) < 0.5, at
+    page.context.close()
+
+
 def test_a_stored_job_result_reads_as_a_timeline() -> None:
     from faceledger.api.ui.timeline import BAR, MIN_MARK, read_timeline
 
