@@ -325,12 +325,32 @@ def enroll_folder(
     ] = False,
     allow_low_quality: Annotated[bool, typer.Option(help="Accept faces graded low.")] = False,
     allow_duplicates: AllowDuplicatesOpt = False,
+    aligned: search.AlignedOpt = False,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Embed on the Ray cluster at HOST:PORT (pip install 'faceledger[ray]').",
+        ),
+    ] = None,
+    ray_workers: Annotated[
+        int | None,
+        typer.Option(help="Worker actors on the cluster (default: one per CPU).", min=1),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Bulk-enrol a folder tree with a progress bar and a summary of refusals.
 
     Running it again adds nothing: images already enrolled for their person are skipped.
+    With --ray the images are decoded and embedded on a Ray cluster and stored here in
+    batches; a run that stops part way is finished by running it again.
     """
+    embedder = None
+    if ray is not None:
+        from faceledger.batch.embedding import RayEmbedder
+
+        embedder = RayEmbedder(ray, workers=ray_workers)
     with open_service() as svc, progress_bar("enrolling") as progress:
         summary = svc.enroll_folder(
             collection,
@@ -339,6 +359,8 @@ def enroll_folder(
             largest=largest,
             allow_low_quality=allow_low_quality,
             allow_duplicates=allow_duplicates,
+            aligned=aligned,
+            embedder=embedder,
             progress=progress,
             actor=local_actor(),
         )
@@ -353,6 +375,7 @@ def enroll_folder(
                 "enrolled": summary.enrolled,
                 "skipped": skipped,
                 "refused": refused,
+                **({"cluster": embedder.report} if embedder is not None else {}),
             }
         )
     else:

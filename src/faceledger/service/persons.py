@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from faceledger.batch.types import (
+    EmbeddedImage,
+    Embedder,
+    EngineSpec,
+    ImageJob,
+    enrolment_faces,
+)
 from faceledger.engine import ImageInput
 from faceledger.errors import (
     Conflict,
@@ -168,23 +178,58 @@ class PersonOps(ServiceCore):
             if sources is not None
             else [source_name(im, i) for i, im in enumerate(images)]
         )
+
+        def embed(item: tuple[str, ImageInput]) -> EmbeddedImage:
+            name, image = item
+            found = enrolment_faces(engine, name, image, sha256=None, aligned=aligned)
+            kept = image if col.store_images and isinstance(image, bytes) else None
+            return replace(found, image_sha256=image_sha256(image), image=kept)
+
+        return self.enroll_embedded(
+            collection,
+            person,
+            list(engine.map(embed, zip(names, images, strict=True))),
+            consent=consent,
+            create_person=create_person,
+            face_index=face_index,
+            largest=largest,
+            allow_low_quality=allow_low_quality,
+            allow_duplicates=allow_duplicates,
+            strict=strict,
+            actor=actor,
+        )
+
+    def enroll_embedded(
+        self,
+        collection: str,
+        person: str,
+        images: Sequence[EmbeddedImage],
+        *,
+        consent: str | None = None,
+        create_person: bool = True,
+        face_index: int | None = None,
+        largest: bool = False,
+        allow_low_quality: bool = False,
+        allow_duplicates: bool = False,
+        strict: bool = False,
+        actor: Actor = LOCAL_ACTOR,
+    ) -> list[EnrolledImage]:
+        """Check and store images already embedded (by :meth:`enroll` or a batch worker).
+
+        The same checks, duplicate rule and single audited transaction as :meth:`enroll`.
+
+        Raises:
+            Conflict: a face was embedded by another model than the collection's.
+        """
+        _, engine = self.collection_engine(collection)
         outcomes: list[EnrolledImage | None] = []
         accepted: list[tuple[int, NewFace, str]] = []
-
-        def embed(image: ImageInput) -> list[Face] | FaceledgerError:
+        for i, found in enumerate(images):
             try:
-                if aligned:
-                    return [engine.embed_aligned_face(image)]
-                return engine.embed(image, upright=True)  # an inverted face grades low
-            except FaceledgerError as exc:
-                return exc
-
-        for i, (image, found) in enumerate(zip(images, engine.map(embed, images), strict=True)):
-            try:
-                if isinstance(found, FaceledgerError):
-                    raise found
+                if found.error is not None:
+                    raise found.error
                 face = choose_face(
-                    found,
+                    found.faces,
                     face_index=face_index,
                     largest=largest,
                     allow_low_quality=allow_low_quality,
@@ -194,21 +239,25 @@ class PersonOps(ServiceCore):
                     raise
                 outcomes.append(
                     EnrolledImage(
-                        names[i],
+                        found.source,
                         refused=exc.code,
                         reason=exc.message,
-                        faces_in_image=0 if isinstance(found, FaceledgerError) else len(found),
+                        faces_in_image=len(found.faces),
                     )
                 )
                 continue
-            data = image if col.store_images and isinstance(image, bytes) else None
+            if face.model != engine.model_id:
+                raise Conflict(
+                    f"{found.source} was embedded by {face.model}, collection {collection!r} "
+                    f"holds {engine.model_id}: embeddings of different models are never compared"
+                )
             new = NewFace(
                 embedding=face.require_embedding(),
                 box=face.box.as_list(),
                 quality={k: getattr(face.quality, k) for k in face.quality.__slots__},
-                source=names[i],
-                image_sha256=image_sha256(image),
-                image=data,
+                source=found.source,
+                image_sha256=found.image_sha256,
+                image=found.image,
             )
             accepted.append((i, new, face.quality.grade))
             outcomes.append(None)
@@ -221,15 +270,9 @@ class PersonOps(ServiceCore):
                 fresh = []
                 for i, new, grade in accepted:
                     if new.image_sha256 in known:
-                        reason = (
-                            "this image is already enrolled for this person "
-                            "(use --allow-duplicates / allow_duplicates=true to add it again)"
-                        )
                         if strict:
-                            raise Conflict(reason)
-                        outcomes[i] = EnrolledImage(
-                            names[i], refused="duplicate", reason=reason, faces_in_image=1
-                        )
+                            raise Conflict(DUPLICATE_REASON)
+                        outcomes[i] = duplicate_of(images[i].source)
                     else:
                         known.add(new.image_sha256 or "")
                         fresh.append((i, new, grade))
@@ -249,7 +292,9 @@ class PersonOps(ServiceCore):
             work.result["face_ids"] = ids
             work.request["person"] = work.pseudonym(collection, person)
         for (i, _, grade), fid in zip(accepted, ids, strict=True):
-            outcomes[i] = EnrolledImage(names[i], face_id=fid, quality=grade, faces_in_image=1)
+            outcomes[i] = EnrolledImage(
+                images[i].source, face_id=fid, quality=grade, faces_in_image=1
+            )
         return [o for o in outcomes if o is not None]
 
     def enroll_folder(
@@ -261,11 +306,39 @@ class PersonOps(ServiceCore):
         largest: bool = False,
         allow_low_quality: bool = False,
         allow_duplicates: bool = False,
+        aligned: bool = False,
+        embedder: Embedder | None = None,
+        chunk: int = 32,
         progress: Progress | None = None,
         actor: Actor = LOCAL_ACTOR,
     ) -> EnrollSummary:
-        """Enrol ``tree/<person>/<images>``, one transaction per person; a summary of refusals."""
+        """Enrol ``tree/<person>/<images>``; a summary of refusals.
+
+        Locally each person is one transaction. With an ``embedder`` (a Ray cluster,
+        :mod:`faceledger.batch`) images already enrolled for their person are skipped by
+        SHA-256 before any work is sent, the rest is embedded there in ``chunk``-image
+        batches and each finished batch is stored as one transaction here, so a rerun after
+        a crash adds exactly what is missing.
+        """
         by_person = person_folders(tree)
+        if embedder is not None:
+            return self._enroll_folder_remote(
+                collection,
+                by_person,
+                embedder,
+                chunk=chunk,
+                aligned=aligned,
+                allow_duplicates=allow_duplicates,
+                progress=progress,
+                store=partial(
+                    self.enroll_embedded,
+                    consent=consent,
+                    largest=largest,
+                    allow_low_quality=allow_low_quality,
+                    allow_duplicates=allow_duplicates,
+                    actor=actor,
+                ),
+            )
         total = sum(len(paths) for paths in by_person.values())
         summary = EnrollSummary()
         done = 0
@@ -279,18 +352,109 @@ class PersonOps(ServiceCore):
                     largest=largest,
                     allow_low_quality=allow_low_quality,
                     allow_duplicates=allow_duplicates,
+                    aligned=aligned,
                     actor=actor,
                 )
             except (Conflict, InvalidArgument) as exc:
                 results = [
                     EnrolledImage(str(p), refused=exc.code, reason=exc.message) for p in paths
                 ]
-            for r in results:
-                (summary.enrolled if r.face_id is not None else summary.refused).append(r)
+            tally(summary, results)
             done += len(paths)
             if progress:
                 progress(done, total)
         return summary
+
+    def _enroll_folder_remote(
+        self,
+        collection: str,
+        by_person: dict[str, list[Path]],
+        embedder: Embedder,
+        *,
+        chunk: int,
+        aligned: bool,
+        allow_duplicates: bool,
+        progress: Progress | None,
+        store: Callable[[str, str, Sequence[EmbeddedImage]], list[EnrolledImage]],
+    ) -> EnrollSummary:
+        col, engine = self.collection_engine(collection)
+        spec = EngineSpec.of(engine, pack=col.model_pack)
+        total = sum(len(paths) for paths in by_person.values())
+        summary = EnrollSummary()
+        done = 0
+
+        def chunks() -> Iterator[list[ImageJob]]:
+            nonlocal done
+            for person, paths in by_person.items():
+                try:
+                    known = (
+                        set()
+                        if allow_duplicates
+                        else self.store.enrolled_hashes(collection, person)
+                    )
+                except InvalidArgument as exc:  # a folder name that is no person name
+                    refused = [
+                        EnrolledImage(str(p), refused=exc.code, reason=exc.message) for p in paths
+                    ]
+                    tally(summary, refused)
+                    done += len(paths)
+                    continue
+                jobs: list[ImageJob] = []
+                for path in paths:
+                    job = read_job(person, path)
+                    if isinstance(job, EnrolledImage) or job.image_sha256 in known:
+                        skipped = job if isinstance(job, EnrolledImage) else None
+                        tally(summary, [skipped or duplicate_of(str(path))])
+                        done += 1
+                        continue
+                    jobs.append(job)
+                    if len(jobs) == chunk:
+                        yield jobs
+                        jobs = []
+                if jobs:
+                    yield jobs
+                if progress:
+                    progress(done, total)
+
+        for jobs, embedded in embedder.embed(spec, chunks(), aligned=aligned):
+            person = jobs[0].person
+            try:
+                results = store(collection, person, embedded)
+            except (Conflict, InvalidArgument) as exc:
+                results = [
+                    EnrolledImage(j.source, refused=exc.code, reason=exc.message) for j in jobs
+                ]
+            tally(summary, results)
+            done += len(jobs)
+            if progress:
+                progress(done, total)
+        return summary
+
+
+DUPLICATE_REASON = (
+    "this image is already enrolled for this person "
+    "(use --allow-duplicates / allow_duplicates=true to add it again)"
+)
+
+
+def tally(summary: EnrollSummary, results: Sequence[EnrolledImage]) -> None:
+    """Add enrolment outcomes to a summary (stored faces, or refused and skipped images)."""
+    for r in results:
+        (summary.enrolled if r.face_id is not None else summary.refused).append(r)
+
+
+def duplicate_of(source: str) -> EnrolledImage:
+    """The outcome of an image already enrolled for its person: skipped, stores nothing."""
+    return EnrolledImage(source, refused="duplicate", reason=DUPLICATE_REASON, faces_in_image=1)
+
+
+def read_job(person: str, path: Path) -> ImageJob | EnrolledImage:
+    """An image file as a batch job (bytes and SHA-256), or its refusal if unreadable."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return EnrolledImage(str(path), refused="not_found", reason=f"cannot read {path}: {exc}")
+    return ImageJob(person, str(path), hashlib.sha256(data).hexdigest(), data)
 
 
 def choose_face(
