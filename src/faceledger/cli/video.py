@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from faceledger.cli.archive import index_archive
 from faceledger.cli.common import (
     err_console,
     exit_code_for,
@@ -23,6 +24,7 @@ if TYPE_CHECKING:  # loaded when a video is indexed (SciPy's optimiser takes abo
 video_app = typer.Typer(
     help="Index videos: who appears when, and the text on screen.", no_args_is_help=True
 )
+video_app.command("index-archive")(index_archive)
 
 
 @video_app.callback()
