@@ -167,3 +167,40 @@ def test_parallel_embedding_matches_one_image_at_a_time(engine: Engine, faces_di
         for a, b in zip(faces, alone, strict=True):
             assert a.embedding is not None and b.embedding is not None
             np.testing.assert_allclose(a.embedding, b.embedding, atol=1e-5)
+
+
+_EMBED_PEAK = """
+import io, sys
+import numpy as np
+from PIL import Image
+from faceledger.engine import Engine
+def status(field):
+    for line in open('/proc/self/status'):
+        if line.startswith(field):
+            return int(line.split()[1]) * 1024
+engine = Engine('default')
+engine.embed(np.zeros((64, 64, 3), np.uint8))  # sessions warmed up
+out = io.BytesIO()
+Image.new('RGB', (6000, 6000), (120, 110, 100)).save(out, 'JPEG', quality=10)
+data = out.getvalue()
+with open('/proc/self/clear_refs', 'w') as f:
+    f.write('5')
+before = status('VmRSS')
+faces = engine.embed(data, upright=True)
+print(len(faces), status('VmHWM') - before)
+"""
+
+
+def test_a_large_faceless_image_costs_about_its_decoded_size() -> None:
+    # #13: a faceless 36 Mpx JPEG (108 MB decoded) grew the process by about 7x that: the
+    # decode's copies, then the no-face retry padded the whole photo to 4x its pixels
+    # before the detector shrank it to 640 px.
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _EMBED_PEAK], capture_output=True, text=True, check=True
+    ).stdout.split()
+    faces, grown = int(out[0]), int(out[1])
+    assert faces == 0
+    assert grown < 2.5 * 6000 * 6000 * 3, grown / (6000 * 6000 * 3)

@@ -400,3 +400,65 @@ def test_shrink_matches_a_direct_area_resize(faces_dir: Path, target: tuple[int,
     assert np.abs(small.astype(np.int16) - direct).mean() < 1.5
     with pytest.raises(ValueError, match="positive"):
         shrink(photo, (0, 10))
+
+
+# --- memory of a large JPEG -----------------------------------------------------------
+_PEAK_SCRIPT = """
+import io, sys
+from PIL import Image
+from faceledger.imaging import decode_image
+def status(field):
+    for line in open('/proc/self/status'):
+        if line.startswith(field):
+            return int(line.split()[1]) * 1024
+side = 6000
+out = io.BytesIO()
+Image.new('RGB', (side, side), (120, 110, 100)).save(out, 'JPEG', quality=10)
+data = out.getvalue()
+with open('/proc/self/clear_refs', 'w') as f:
+    f.write('5')  # reset the peak to the current size: the encoder held the image
+before = status('VmRSS')
+image = decode_image(data)
+print(image.nbytes, status('VmHWM') - before)
+"""
+
+
+def test_a_large_jpeg_costs_about_its_decoded_size() -> None:
+    # #13: a 600 kB JPEG claiming 36 Mpx (108 MB decoded) cost 4.3x that at peak
+    # (Pillow's 4-byte-per-pixel buffer, a converted copy, then the array); OpenCV
+    # decodes it with one working copy.
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK_SCRIPT], capture_output=True, text=True, check=True
+    ).stdout.split()
+    decoded, peak = int(out[0]), int(out[1])
+    assert decoded == 6000 * 6000 * 3
+    assert peak < 2.2 * decoded, peak / decoded
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("progressive", [False, True])
+def test_every_exif_orientation_and_jpeg_kind_decode_as_pillow_does(
+    orientation: int, progressive: bool
+) -> None:
+    rng = np.random.default_rng(orientation)
+    arr = rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    arr[:8, :8] = (255, 0, 0)
+    im = Image.fromarray(arr)
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    data = _encode(im, "JPEG", exif=exif, quality=90, progressive=progressive)
+    with Image.open(io.BytesIO(data)) as ref:
+        from PIL import ImageOps
+
+        expected = np.asarray(ImageOps.exif_transpose(ref).convert("RGB"))
+    out = decode_image(data)
+    assert out.shape == expected.shape and out.flags.writeable
+    assert np.array_equal(out, expected)
+    grey = _encode(im.convert("L"), "JPEG", progressive=progressive)
+    g = decode_image(grey)
+    assert g.shape == (24, 40, 3) and np.array_equal(g[..., 0], g[..., 2])
+    with pytest.raises(CorruptImage):
+        decode_image(data[: len(data) // 2])

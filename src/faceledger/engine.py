@@ -16,7 +16,7 @@ import numpy as np
 
 from faceledger.budget import Gate
 from faceledger.errors import InvalidArgument, NoFace
-from faceledger.imaging import ImageLimits, decode_image
+from faceledger.imaging import ImageLimits, decode_image, shrink
 from faceledger.models.align import ARCFACE_TEMPLATE
 from faceledger.models.packs import ModelPack, load_pack
 from faceledger.models.quality import assess
@@ -117,21 +117,31 @@ class Engine:
             return det
         h, w = rgb.shape[:2]
         pad_y, pad_x = int(h * CONTEXT_PAD), int(w * CONTEXT_PAD)
-        mean = [int(v) for v in rgb.reshape(-1, 3).mean(axis=0)]
+        # Shrunk to the detector's input before padding, not after: padding a 40 Mpx
+        # photo first held a 160 Mpx canvas (480 MB) that the detector then shrank.
+        fit = min(1.0, self.detector_input_cap / max(h + 2 * pad_y, w + 2 * pad_x))
+        small = rgb
+        if fit < 1.0:
+            small = shrink(rgb, (max(1, round(w * fit)), max(1, round(h * fit))))
+        fy, fx = small.shape[0] / h, small.shape[1] / w
+        py, px = round(pad_y * fy), round(pad_x * fx)
+        mean = [int(v) for v in small.reshape(-1, 3).mean(axis=0)]
         padded = np.asarray(
-            cv2.copyMakeBorder(rgb, pad_y, pad_y, pad_x, pad_x, cv2.BORDER_CONSTANT, value=mean),
+            cv2.copyMakeBorder(small, py, py, px, px, cv2.BORDER_CONSTANT, value=mean),
             dtype=np.uint8,
         )
         det = self._pipeline.detect(
-            padded, min_face_size=min_face_size, input_cap=self.detector_input_cap
+            padded, min_face_size=min_face_size * fx, input_cap=self.detector_input_cap
         )
         if len(det) == 0:
             return det
-        shift = np.array([pad_x, pad_y], dtype=np.float32)
-        boxes = det.boxes - np.tile(shift, 2)
+        shift = np.array([px, py], dtype=np.float32)
+        factor = np.array([fx, fy], dtype=np.float32)
+        boxes = np.divide(det.boxes - np.tile(shift, 2), np.tile(factor, 2), dtype=np.float32)
         np.clip(boxes[:, 0::2], 0, w, out=boxes[:, 0::2])
         np.clip(boxes[:, 1::2], 0, h, out=boxes[:, 1::2])
-        return Detections(boxes, det.landmarks - shift, det.scores)
+        landmarks = np.divide(det.landmarks - shift, factor, dtype=np.float32)
+        return Detections(boxes, landmarks, det.scores)
 
     def _locate(self, rgb: UInt8Image, min_face_size: float | None) -> _Located:
         """Detect, align and grade the faces of a decoded image (everything but embedding)."""
@@ -210,22 +220,30 @@ class Engine:
         self, rgb: UInt8Image, located: _Located, min_face_size: float | None
     ) -> None:
         h, w = rgb.shape[:2]
+        # Turned at the detector's input size, not the photo's: turning a 40 Mpx photo
+        # whole held another 120 MB per request for a decision made at 640 px.
+        factor = min(1.0, self.detector_input_cap / max(h, w))
+        small = rgb
+        if factor < 1.0:
+            small = shrink(rgb, (max(1, round(w * factor)), max(1, round(h * factor))))
+        sh, sw = small.shape[:2]
+        min_size = self.min_face_size if min_face_size is None else min_face_size
         turned = self._pipeline.detect(
-            np.ascontiguousarray(rgb[::-1, ::-1]),
-            min_face_size=self.min_face_size if min_face_size is None else min_face_size,
+            np.ascontiguousarray(small[::-1, ::-1]),
+            min_face_size=min_size * sw / w,
             input_cap=self.detector_input_cap,
         )
         if not len(turned):
             return
         back = np.stack(
             [
-                w - turned.boxes[:, 2],
-                h - turned.boxes[:, 3],
-                w - turned.boxes[:, 0],
-                h - turned.boxes[:, 1],
+                sw - turned.boxes[:, 2],
+                sh - turned.boxes[:, 3],
+                sw - turned.boxes[:, 0],
+                sh - turned.boxes[:, 1],
             ],
             axis=1,
-        )
+        ) * np.array([w / sw, h / sh, w / sw, h / sh], dtype=np.float32)
         det = located.detections
         for i in range(len(det)):
             overlap = _iou(det.boxes[i], back)
