@@ -332,6 +332,43 @@ def test_cache_embeds_each_image_once(
     cold.close()
 
 
+def test_cache_misses_vectors_made_by_other_pipeline_code(
+    faces_dir: Path, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # #11: the key names the code that made a vector, not only the model files, so a
+    # change of decoding, detection or alignment code never passes on stale vectors.
+    import hashlib
+    import importlib.util
+
+    from faceledger.eval import cache as cache_module
+
+    digest = hashlib.sha256()
+    for name in cache_module.PIPELINE_MODULES:
+        spec = importlib.util.find_spec(name)
+        assert spec is not None and spec.origin is not None
+        digest.update(Path(spec.origin).read_bytes())
+    assert cache_module.pipeline_code_version() == digest.hexdigest()[:12]
+    assert {"faceledger.engine", "faceledger.imaging.decode", "faceledger.models.align"} <= set(
+        cache_module.PIPELINE_MODULES
+    )
+    paths = [p for _, p in list_tree(faces_dir / "dlib_examples" / "johns", per_person=1)][:2]
+    store = EmbeddingCache(tmp_path, engine.model_id)
+    monkeypatch.setattr(cache_module, "pipeline_code_version", lambda: "old")
+    embed_images(engine, paths, mode="detected", cache=store)
+    monkeypatch.undo()
+    calls: list[object] = []
+    real = engine.embed
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(args)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine, "embed", counting)
+    embed_images(engine, paths, mode="detected", cache=store)
+    assert len(calls) == len(paths)  # the old code's vectors were not reused
+    store.close()
+
+
 @pytest.mark.integration
 def test_verification_on_deepface_pairs(
     faces_dir: Path, engine: Engine, cache: EmbeddingCache

@@ -6,16 +6,21 @@ was turned into an embedding: ``aligned`` (the file is an aligned crop), ``detec
 LFW fallback crop of the image centre). Images in which no face was found are stored
 too (without an embedding), so a re-run never searches them again. Decoding and size
 errors are not cached: they depend on the engine's limits, not only on the content.
+The mode also carries :func:`pipeline_code_version`, a hash of the source of every module
+between an image file and its embedding, so a change of decoding, detection or alignment
+code never passes on vectors the old code made.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import re
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +32,18 @@ from faceledger.types import FloatArray
 
 Mode = Literal["detected", "aligned", "center"]
 Progress = Callable[[int, int], None]
+PIPELINE_MODULES = (
+    "faceledger.imaging.decode",
+    "faceledger.imaging.resize",
+    "faceledger.engine",
+    "faceledger.models.pipeline",
+    "faceledger.models.scrfd",
+    "faceledger.models.align",
+    "faceledger.models.arcface",
+    "faceledger.models.graph",
+    "faceledger.models.dlib_pack",
+)
+"""Modules whose code decides what embedding an image file gives."""
 WRITE_BATCH = 256
 
 
@@ -59,11 +76,25 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+@cache
+def pipeline_code_version() -> str:
+    """Hash of the source of :data:`PIPELINE_MODULES` (12 hex digits)."""
+    digest = hashlib.sha256()
+    for name in PIPELINE_MODULES:
+        origin = importlib.util.find_spec(name)
+        if origin is None or origin.origin is None:
+            raise InvalidArgument(f"cannot find the source of {name}")
+        digest.update(Path(origin.origin).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def mode_key(engine: Engine, mode: Mode) -> str:
-    """The cache key of a mode: detected embeddings also depend on the detector settings."""
+    """The cache key of a mode: the pipeline code's version and, for detected embeddings,
+    the detector settings."""
+    code = f"code{pipeline_code_version()}"
     if mode == "detected":
-        return f"detected/min{engine.min_face_size:g}/cap{engine.detector_input_cap}"
-    return mode
+        return f"detected/min{engine.min_face_size:g}/cap{engine.detector_input_cap}/{code}"
+    return f"{mode}/{code}"
 
 
 class EmbeddingCache:
