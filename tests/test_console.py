@@ -470,15 +470,22 @@ def _player_time(page: Page) -> float:
     """Where the page's player stands once it has the video's metadata (polled from here:
     wait_for_function evaluates strings in the page, which the console's CSP refuses)."""
     for _ in range(300):
-        if page.evaluate("document.querySelector('video').readyState") >= 1:
+        if page.evaluate("document.querySelector('video, audio').readyState") >= 1:
             break
         page.wait_for_timeout(100)
-    return float(page.evaluate("document.querySelector('video').currentTime"))
+    return float(page.evaluate("document.querySelector('video, audio').currentTime"))
 
 
-def _index_clip(console: Console, clip: Path, *, ocr: bool = False, speech: bool = False) -> str:
+def _index_clip(
+    console: Console,
+    clip: Path,
+    *,
+    ocr: bool = False,
+    speech: bool = False,
+    kind: str = "video/mp4",
+) -> str:
     """Index ``clip`` as a searcher's video job (faces at 2 fps) and wait for it."""
-    headers = {"X-API-Key": console.keys["searcher"], "Content-Type": "video/mp4"}
+    headers = {"X-API-Key": console.keys["searcher"], "Content-Type": kind}
     params = {"collection": "bbt", "purpose": "console test", "fps": "2"}
     params |= {"ocr": str(ocr).lower(), "speech": str(speech).lower()}
     accepted = httpx.post(
@@ -565,6 +572,7 @@ def test_a_video_timeline_shows_the_text_on_screen_and_the_speech(
     console: Console, tmp_path: Path
 ) -> None:
     from tests.media_fixtures import (
+        JFK,
         SPEECH_VIDEO_FACE,
         SPEECH_VIDEO_TEXT,
         SPEECH_VIDEO_WORDS,
@@ -592,7 +600,39 @@ def test_a_video_timeline_shows_the_text_on_screen_and_the_speech(
     last.click()
     at = _player_time(page)
     assert abs(at - float(start)) < 0.5, at
+
+    audio = _index_clip(console, JFK, speech=True, kind="audio/flac")  # speech alone
+    page.goto(f"{console.url}/ui/videos/{audio}?t=5.00&end=8.00")
+    assert page.locator("audio").count() == 1 and page.locator("video").count() == 0
+    assert page.get_by_role("heading", name="Who appears when").count() == 0
+    assert "country" in page.locator("table.speech").inner_text().lower()
+    assert abs(_player_time(page) - 5.0) < 0.5
+    assert _axe_problems(page) == []
+    played = page.request.get(f"{console.url}/ui/videos/{audio}/file")
+    assert played.headers["content-type"] == "audio/flac"
     page.context.close()
+
+
+def test_a_kept_upload_is_served_as_what_it_is(tmp_path: Path, faces_dir: Path) -> None:
+    import wave
+
+    from faceledger.api.ui.videos import media_type
+    from tests.media_fixtures import AUDIO
+
+    with wave.open(str(tmp_path / "a.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(b"\0" * 32)
+    clip = faces_dir / "face_recognition_examples" / "video" / "short_hamilton_clip.mp4"
+    files = {
+        clip: "video/mp4",
+        AUDIO / "jfk.flac": "audio/flac",
+        AUDIO / "hotwords.mp3": "audio/mpeg",
+        tmp_path / "a.wav": "audio/wav",
+        faces_dir / "skimage_data" / "astronaut.png": "application/octet-stream",
+    }
+    assert {f: media_type(f.read_bytes()[:12]) for f in files} == files
 
 
 def test_a_stored_job_result_reads_as_a_timeline() -> None:

@@ -39,16 +39,21 @@ def _job(request: Request, job: str, session: ConsoleSession) -> JobRecord:
     return _jobs(request).get(job, key_id=owner)
 
 
-def _media_type(path: Path) -> str:
-    """The container of an upload (kept as ``<id>.video``), from its first bytes."""
-    with path.open("rb") as fh:
-        head = fh.read(12)
+def media_type(head: bytes) -> str:
+    """The container of an upload (kept as ``<id>.video``) from its first 12 bytes."""
     if head[4:8] == b"ftyp":
-        return "video/quicktime" if head[8:10] == b"qt" else "video/mp4"
+        brand = head[8:12]
+        return {b"qt  ": "video/quicktime", b"M4A ": "audio/mp4"}.get(brand, "video/mp4")
     if head[:4] == b"\x1a\x45\xdf\xa3":
-        return "video/webm"  # Matroska; browsers play WebM, and try the rest
+        return "video/webm"  # Matroska; browsers play WebM and try the rest
+    if head[:4] == b"RIFF":
+        return "audio/wav" if head[8:12] == b"WAVE" else "video/x-msvideo"
+    if head[:4] == b"fLaC":
+        return "audio/flac"
+    if head[:3] == b"ID3" or (head[:1] == b"\xff" and head[1:2] >= b"\xe0"):
+        return "audio/mpeg"
     if head[:4] == b"OggS":
-        return "video/ogg"
+        return "audio/ogg"
     return "application/octet-stream"
 
 
@@ -77,6 +82,7 @@ def timeline(
             "job": record,
             "timeline": read_timeline(record.result) if record.result else None,
             "playable": Path(record.path).is_file(),
+            "audio_only": bool(record.result) and not (record.result or {}).get("width"),
             "fragment": fragment,
             "at": t,
         },
@@ -90,7 +96,9 @@ def video_file(request: Request, job: str, session: SearcherPage) -> Response:
     path = Path(_job(request, job, session).path)
     if not path.is_file():
         raise NotFound("the server does not keep this video (see KEEP_VIDEOS)")
-    return FileResponse(path, media_type=_media_type(path))
+    with path.open("rb") as fh:
+        kind = media_type(fh.read(12))
+    return FileResponse(path, media_type=kind)
 
 
 @router.get("/{job}/captions.vtt")
