@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from typing import Any
 
 from faceledger.errors import InvalidArgument
@@ -39,13 +40,21 @@ def connected(address: str) -> Iterator[Any]:
     """The ``ray`` module connected to the cluster at ``address`` (``HOST:PORT`` or ``auto``).
 
     The driver only connects (it never starts a cluster): ``ray start --head`` on one node
-    and ``ray start --address=...`` on the others, as the README shows.
+    and ``ray start --address=...`` on the others, as the README shows. While connected,
+    standard output goes to standard error: Ray's driver prints the cluster's messages
+    (a worker restarted, a task retried) to standard output from a thread of its own, and
+    the command's standard output is its result (``--json``).
 
     Raises:
         InvalidArgument: Ray is not installed, or no cluster answers at ``address``.
     """
     ray = import_ray()
     os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
+    with redirect_stdout(sys.stderr):
+        yield from _session(ray, address)
+
+
+def _session(ray: Any, address: str) -> Iterator[Any]:
     try:
         ray.init(
             address=address,
