@@ -57,6 +57,7 @@ SAMPLE_VALUES: dict[str, str] = {
     "media_retention_days": "30",
     "require_purpose": "false",
     "console_session_seconds": "120",
+    "keep_videos": "true",
     "signing_key_file": "/tmp/faceledger-contract-key/signing.key",
     "checkpoint_every_entries": "17",
     "checkpoint_every_seconds": "12.5",
@@ -93,6 +94,7 @@ EFFECT_TESTS: dict[str, str] = {
     "test_media_results_expire_after_media_retention_days",
     "require_purpose": "test_error_codes_over_http",
     "console_session_seconds": "tests/test_review.py::test_console_session_expires",
+    "keep_videos": "tests/test_console.py::test_a_video_timeline_shows_who_appears_when",
     "signing_key_file": "tests/test_ledger_proofs.py::"
     "test_signing_key_file_holds_the_key_outside_the_data_folder",
     "checkpoint_every_entries": "tests/test_ledger_proofs.py::"
