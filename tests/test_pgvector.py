@@ -9,10 +9,12 @@ vector row is gone from the database. The index refuses a store it cannot work o
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
 import sqlalchemy
 from typer.testing import CliRunner
@@ -161,13 +163,25 @@ def test_pgvector_needs_postgresql_with_the_extension(
     assert not (tmp_path / "sqlite").exists()  # refused before anything was created
     with pytest.raises(StoreError, match="needs a PostgreSQL store"):
         FaceService(Settings(data=tmp_path / "svc", index="pgvector"))
-    url = postgres.new_database()
-    store = Store(tmp_path / "pg", database_url=url)  # migration 0009 installed pgvector
-    with store.engine.begin() as conn:
-        conn.exec_driver_sql("DROP EXTENSION vector CASCADE")  # a server without it
-    store.close()
+    # A role that owns its database but may not install extensions (pgvector is not a
+    # trusted extension): migration 0009 leaves it alone, the pgvector store says what to do.
+    role = f"plain_{secrets.token_hex(4)}"
+    with psycopg.connect(
+        f"dbname=postgres user=postgres host={postgres.socket_dir}", autocommit=True
+    ) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"CREATE DATABASE {role} OWNER {role}")
+    url = f"postgresql+psycopg://{role}@/{role}?host={postgres.socket_dir}"
+    plain = Store(tmp_path / "plain-pg", database_url=url)  # FAISS: fine without pgvector
+    with plain.engine.connect() as conn:
+        assert not sqlalchemy.inspect(conn).has_table("face_vectors")
+    plain.close()
     with pytest.raises(StoreError, match="CREATE EXTENSION vector"):
-        Store(tmp_path / "pg", index_kind="pgvector", database_url=url)
+        Store(tmp_path / "plain-pg", index_kind="pgvector", database_url=url)
+    store = Store(tmp_path / "pg", database_url=postgres.new_database())
+    with store.engine.connect() as conn:  # as a superuser, migration 0009 installed it all
+        assert sqlalchemy.inspect(conn).has_table("face_vectors")
+    store.close()
     sqlite = Store(tmp_path / "plain")  # migration 0009 is a no-op on SQLite
     with sqlite.engine.connect() as conn:
         assert not sqlalchemy.inspect(conn).has_table("face_vectors")

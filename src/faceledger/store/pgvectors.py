@@ -19,6 +19,7 @@ import numpy as np
 from sqlalchemy import Connection, Engine, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 
+from faceledger.errors import StoreError
 from faceledger.index.base import SearchResult, check_k
 from faceledger.index.pgvector import PgVectorIndex, check_pgvector, write_vectors
 from faceledger.index.rerank import RERANK_POOL, rerank
@@ -49,10 +50,14 @@ def ensure_table(conn: Connection) -> bool:
 
 
 def open_pgvector(engine: Engine) -> None:
-    """Check a store can use pgvector, creating the table if needed; or :class:`StoreError`."""
-    with write_transaction(engine) as conn:
-        check_pgvector(conn)  # the clear error: not PostgreSQL, or no extension
-        ensure_table(conn)
+    """Make a store ready for pgvector: install the extension if the server has it and the
+    role may, create the table if missing; or :class:`StoreError` saying what is missing."""
+    try:
+        with write_transaction(engine) as conn:
+            ensure_table(conn)
+            check_pgvector(conn)  # the clear error: not PostgreSQL, or no extension
+    except DBAPIError as exc:  # e.g. no right to create the table
+        raise StoreError(f"cannot prepare the pgvector table: {exc.orig}") from exc
 
 
 class PgVectorCollectionIndex:
