@@ -21,9 +21,10 @@ from typing import Protocol
 from faceledger.errors import FaceledgerError
 from faceledger.speech.types import Transcript, TranscriptSegment
 
-SPEECH_UNITS = 2.0
-"""Progress units per second of audio: transcribing one second (Whisper base, int8, 2
-threads) costs about as much as analysing two sampled frames (4 fps, 640x360)."""
+SPEECH_UNITS = 3.0
+"""Progress units per second of audio: transcribing one second (Whisper base, int8) takes
+about 0.3 CPU seconds, three sampled frames' worth of the frame pass (0.1 s each on the
+640x360 Hamilton clip at 4 fps with OCR; ``benchmarks/video.py``)."""
 
 
 class SpeechProgress(Protocol):
