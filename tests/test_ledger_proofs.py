@@ -537,6 +537,40 @@ def test_checkpoint_every_entries_signs_on_schedule(golden: Folder) -> None:
     assert sizes == [1, 4, 5], sizes
 
 
+def test_one_checkpoint_per_due_size_however_many_threads_find_it_due(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Under load a commit's thread and the background thread both found the same entries
+    # due and signed two checkpoints of one size ([1, 4, 4, 5] in the golden folder).
+    monkeypatch.setenv("FACELEDGER_CHECKPOINT_EVERY_ENTRIES", "0")
+    monkeypatch.setenv("FACELEDGER_CHECKPOINT_EVERY_SECONDS", "0")
+    svc = FaceService(Settings(data=tmp_path / "d"))
+    try:
+        for name in ("a", "b", "c"):
+            svc.create_key(Role.AUDITOR, name=name, actor=local_actor())
+        seq = svc.ledger.health().entries
+        assert svc.ledger.health().uncovered == seq - 1  # only the first entry was signed
+        svc.ledger._every_entries = 2  # now due: every thread below finds it so
+        start = threading.Barrier(8)
+
+        def commit_returns() -> None:
+            start.wait()
+            svc.ledger._after_commit(seq, start_worker=False)
+
+        threads = [threading.Thread(target=commit_returns) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with sqlite3.connect(tmp_path / "d" / "faceledger.db") as db:
+            sizes = [r[0] for r in db.execute("select tree_size from audit_checkpoints")]
+        db.close()
+        assert len(sizes) == len(set(sizes)), sizes
+        assert sizes[-1] == seq
+    finally:
+        svc.close()
+
+
 @pytest.mark.integration
 def test_witness_files_receive_every_checkpoint(golden: Folder) -> None:
     lines = [json.loads(line) for line in golden.witness.read_text().splitlines()]

@@ -111,6 +111,9 @@ class Ledger:
         self._every_seconds = settings.checkpoint_every_seconds
         self._worker: _Worker | None = None
         self._worker_lock = threading.Lock()
+        self._sign_lock = threading.Lock()
+        """One signer at a time: a commit's thread and the background thread would
+        otherwise both find the same entries due and sign two checkpoints of one size."""
         # A replica joining a shared database: its head (its own lower bound of the chain)
         # starts at the tail it finds, not at its first write.
         joining = engine.dialect.name != "sqlite" and not self._head.exists()
@@ -239,10 +242,17 @@ class Ledger:
             or (self._every_seconds > 0 and age >= self._every_seconds)
         )
 
+    def _sign_if_due(self, seq: int) -> tuple[CheckpointRecord | None, bool]:
+        """The latest checkpoint after signing one if ``seq`` entries make it due."""
+        with self._sign_lock:
+            latest = self.checkpoints.latest()
+            if self._due(seq, latest):
+                return self.checkpoints.make(), True
+            return latest, False
+
     def _after_commit(self, seq: int, *, start_worker: bool = True) -> None:
         try:
-            if self._due(seq, self.checkpoints.latest()):
-                self.checkpoints.make()
+            if self._sign_if_due(seq)[1]:
                 self._deliver(skip_failing=True)
         except StoreError as exc:  # the commit stands; the refusal is logged and shown
             log.error("ledger checkpoint not signed: %s", exc.message)
@@ -263,7 +273,8 @@ class Ledger:
         Raises:
             StoreError: the entries since the last checkpoint fail their checks.
         """
-        record = self.checkpoints.make()
+        with self._sign_lock:
+            record = self.checkpoints.make()
         self._deliver(skip_failing=True)
         return record
 
@@ -293,8 +304,7 @@ class Ledger:
         """One round of the background thread; seconds until the next one."""
         latest = self.checkpoints.latest()
         try:
-            if self._due(self._last_seq(), latest):
-                latest = self.checkpoints.make()
+            latest = self._sign_if_due(self._last_seq())[0]
         except StoreError as exc:
             log.error("ledger checkpoint not signed: %s", exc.message)
         self._deliver(skip_failing=False)
