@@ -22,14 +22,15 @@ if TYPE_CHECKING:  # loaded when a video is indexed (SciPy's optimiser takes abo
     from faceledger.video import VideoIndex
 
 video_app = typer.Typer(
-    help="Index videos: who appears when, and the text on screen.", no_args_is_help=True
+    help="Index videos and audio: who appears when, the text on screen, what is said.",
+    no_args_is_help=True,
 )
 video_app.command("index-archive")(index_archive)
 
 
 @video_app.callback()
 def video() -> None:
-    """Index videos: who appears when, and the text on screen."""
+    """Index videos and audio: who appears when, the text on screen, what is said."""
 
 
 @video_app.command("index")
@@ -70,8 +71,11 @@ def index(
         typer.Option("--asr-model", help="A CTranslate2 Whisper directory (default: base)."),
     ] = None,
 ) -> None:
-    """Index a video: each person with the intervals they appear in, on-screen text, and
-    the speech with its language and English text (an audio file: the speech alone)."""
+    """Index a video or audio file: people and when they appear, on-screen text, speech.
+
+    The speech comes with its language per segment and English text; an audio file gives
+    the speech alone.
+    """
     from faceledger.speech import load_speech_model
     from faceledger.speech.subtitles import to_srt, to_webvtt
     from faceledger.video import IndexOptions
