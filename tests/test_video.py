@@ -547,14 +547,12 @@ def test_one_index_names_the_person_reads_the_text_and_transcribes_the_speech(
     assert any(done == result.frames_sampled for done, _ in seen)
 
 
-def damaged_audio(video: Path, out: Path) -> Path:
-    """A copy of ``video`` with every audio packet overwritten by noise (video intact)."""
+def damaged(video: Path, out: Path, *, kind: str) -> Path:
+    """A copy of ``video`` with every packet of its first ``kind`` ("audio" or "video")
+    stream overwritten by noise, the other stream intact."""
     with av.open(str(video)) as container:
-        spans = [
-            (p.pos, p.size)
-            for p in container.demux(container.streams.audio[0])
-            if p.pos is not None and p.size
-        ]
+        stream = (container.streams.audio if kind == "audio" else container.streams.video)[0]
+        spans = [(p.pos, p.size) for p in container.demux(stream) if p.pos is not None and p.size]
     data = bytearray(video.read_bytes())
     rng = np.random.default_rng(3)
     for pos, size in spans:
@@ -564,7 +562,7 @@ def damaged_audio(video: Path, out: Path) -> Path:
 
 
 @pytest.mark.integration
-def test_bad_or_silent_audio_never_costs_the_faces_and_text(
+def test_bad_or_silent_audio_never_costs_the_faces_and_text_nor_bad_video_the_speech(
     enrolled: FaceService,
     talking_video: Path,
     text_reader: TextReader,
@@ -573,9 +571,8 @@ def test_bad_or_silent_audio_never_costs_the_faces_and_text(
 ) -> None:
     quiet = silent_audio(tmp_path / "quiet.wav", seconds=3.0)
     silent = speech_video(tmp_path / "silent.mp4", faces_dir / SPEECH_VIDEO_FACE, audio=quiet)
-    damaged = damaged_audio(talking_video, tmp_path / "damaged.mp4")
     problems = {}
-    for video in (silent, damaged):
+    for video in (silent, damaged(talking_video, tmp_path / "damaged.mp4", kind="audio")):
         result = enrolled.index_video(
             "people", video, options=IndexOptions(fps=1.0), text_reader=text_reader
         )
@@ -585,6 +582,12 @@ def test_bad_or_silent_audio_never_costs_the_faces_and_text(
         problems[video.name] = result.speech_problem
     assert problems["silent.mp4"] == "no speech found"
     assert "audio" in str(problems["damaged.mp4"]), problems
+    # and the other way round: undecodable pictures, the speech is still indexed
+    blind = damaged(talking_video, tmp_path / "blind.mp4", kind="video")
+    result = enrolled.index_video("people", blind, options=IndexOptions(ocr=False))
+    assert result.error is not None and result.error["code"] == "bad_video"
+    assert not result.complete and result.people == [] and result.frames_sampled == 0
+    assert "country" in " ".join(s.text for s in result.transcript).lower()
     heard = enrolled.index_video("people", quiet)  # audio only, and silent: a clear result
     assert heard.transcript == [] and heard.speech_problem == "no speech found"
     assert heard.people == [] and heard.text == [] and heard.width == heard.height == 0
