@@ -336,6 +336,55 @@ def measure(search: Search, data: dict[str, Any], args: Any) -> dict[str, Any]:
     return out
 
 
+def interleaved(
+    kinds: list[tuple[str, dict[str, Any]]], data: dict[str, Any], args: Any
+) -> dict[str, Any]:
+    """Single-query latency of several indexes taken in turn, query by query (A, B, A, B...),
+    so that the load of other processes on the machine weighs on each alike; then recall."""
+    x: F32 = data["x"]
+    q: F32 = data["q"]
+    ids = np.arange(x.shape[0], dtype=np.int64)
+    searches: dict[str, Search] = {}
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        for kind, opts in kinds:
+            if kind == "pgvector":
+                index = args.pg.new_index(graph=not args.pg_bulk, **opts)
+            else:
+                index = make_index(kind, DIM, **opts)
+            t = time.perf_counter()
+            for a in range(0, x.shape[0], args.batch):
+                index.add(ids[a : a + args.batch], x[a : a + args.batch])
+            if kind == "pgvector" and args.pg_bulk:
+                index.create_graph()  # type: ignore[attr-defined]
+            out[kind] = {"opts": opts, "build_s": round(time.perf_counter() - t, 1)}
+            (Path(tmp) / kind).mkdir()
+            searches[kind] = searcher(index, x, Path(tmp) / kind, args.rerank)
+            log(f"interleaved: {kind} built")
+        lat: dict[str, list[float]] = {kind: [] for kind in searches}
+        for search in searches.values():
+            search(q[:5], K)  # warm up
+        deadline = time.perf_counter() + args.latency_budget * len(searches)
+        for i in range(q.shape[0]):
+            for kind, search in searches.items():
+                t = time.perf_counter()
+                search(q[i : i + 1], K)
+                lat[kind].append(time.perf_counter() - t)
+            if time.perf_counter() > deadline and i >= 20:
+                break
+        for kind, search in searches.items():
+            out[kind].update(
+                latency_ms_p50=round(float(np.percentile(lat[kind], 50)) * 1e3, 3),
+                latency_ms_p99=round(float(np.percentile(lat[kind], 99)) * 1e3, 3),
+                latency_queries=len(lat[kind]),
+            )
+            got = search(q, K).ids
+            for name, truth in data["truth"].items():
+                r = recall(truth, got)
+                out[kind][name] = None if r is None else round(r, 4)
+    return out
+
+
 def truth_sets(data: dict[str, Any], threshold: float) -> dict[str, list[set[int]]]:
     exact = make_index("exact", DIM)
     x = data["x"]
@@ -405,6 +454,11 @@ def main() -> None:
     p.add_argument("--pg-ef-construction", type=int, default=None)
     p.add_argument("--pg-ef-search", type=int, default=None)
     p.add_argument(
+        "--interleave",
+        action="store_true",
+        help="build every kind, then time their searches in turn, query by query",
+    )
+    p.add_argument(
         "--pg-bulk",
         action="store_true",
         help="pgvector: insert the rows, then build the graph (else rows go into the graph)",
@@ -444,6 +498,7 @@ def run(args: Any) -> None:
         "ef_construction": args.pg_ef_construction,
         "ef_search": args.pg_ef_search,
     }
+    pg_opts_set = {k: v for k, v in pg_opts.items() if v is not None}
     report["loadavg_start"] = os.getloadavg()
     for dataset in args.datasets:
         for n in args.sizes:
@@ -454,7 +509,13 @@ def run(args: Any) -> None:
             data["truth"] = truth_sets(data, threshold)
             entry: dict[str, Any] = {"dataset": dataset, "size": n, "threshold": threshold}
             entry.update(score_stats=stats, results=[])
-            for kind in args.kinds:
+            if args.interleave:
+                chosen = [
+                    (k, pg_opts_set if k == "pgvector" else dict(hnsw_opts)) for k in args.kinds
+                ]
+                entry["interleaved"] = interleaved(chosen, data, args)
+                log(json.dumps(entry["interleaved"]))
+            for kind in [] if args.interleave else args.kinds:
                 opts = {} if kind == "exact" else dict(hnsw_opts)
                 if kind == "pgvector":
                     opts = {k: v for k, v in pg_opts.items() if v is not None}
