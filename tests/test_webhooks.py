@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -23,6 +24,7 @@ from faceledger.service.webhooks import (
     signature,
     verify,
 )
+from tests.test_api import start_server, stop_server
 
 
 @dataclass
@@ -117,3 +119,45 @@ def test_only_plain_http_urls_are_webhooks(url: str) -> None:
     with pytest.raises(InvalidArgument):
         check_url(url)
     assert check_url("https://example.org/hook?x=1") == "https://example.org/hook?x=1"
+
+
+@pytest.mark.integration
+def test_a_video_job_announces_its_end_to_its_webhook(
+    receiver: Receiver, tmp_path: Path, faces_dir: Path
+) -> None:
+    # #15: "optional webhook on completion (signed with HMAC)", through a real server.
+    clip = faces_dir / "face_recognition_examples" / "video" / "short_hamilton_clip.mp4"
+    srv = start_server(tmp_path / "data", FACELEDGER_RATE_LIMIT="0")
+    try:
+        with srv.client(srv.admin_key) as c:
+            c.create_collection("v", require_consent=False)
+            with pytest.raises(InvalidArgument):
+                c.submit_video("v", clip, purpose="t", webhook="file:///etc/passwd")
+            assert c._call("GET", "/v1/videos") == []  # the refused upload queued nothing
+            accepted = c.submit_video(
+                "v",
+                clip,
+                purpose="webhook test",
+                fps=1,
+                ocr=False,
+                speech=False,
+                webhook=receiver.url,
+            )
+            secret = accepted["webhook_secret"]
+            deadline = time.monotonic() + 300
+            while not receiver.received and time.monotonic() < deadline:
+                time.sleep(0.5)
+            headers, body = receiver.received[0]
+            assert verify(secret, body, headers[SIGNATURE_HEADER])
+            announced = json.loads(body)
+            assert announced["job"] == accepted["job"] and announced["status"] == "done"
+            assert announced["event"] == "video.finished" and "result" not in announced
+            job = c.video_job(accepted["job"])
+            while job["webhook"]["delivered"] is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+                job = c.video_job(accepted["job"])
+            assert job["status"] == "done" and job["webhook"]["delivered"] is True
+            assert job["webhook"]["url"] == receiver.url and "secret" not in job["webhook"]
+            assert secret not in json.dumps(c._call("GET", "/v1/videos"))
+    finally:
+        stop_server(srv)

@@ -259,6 +259,35 @@ class Client:
             )
         )
 
+    def submit_video(
+        self,
+        collection: str,
+        video: ImageArg,
+        *,
+        purpose: str,
+        case: str | None = None,
+        fps: float = 4.0,
+        ocr: bool = True,
+        speech: bool = True,
+        webhook: str | None = None,
+    ) -> dict[str, Any]:
+        """Queue a video or audio file for indexing: ``{"job": id}``, and with ``webhook``
+        the ``webhook_secret`` its announcement is signed with (shown once)."""
+        params: dict[str, Any] = {
+            "collection": collection,
+            "purpose": purpose,
+            "fps": fps,
+            "ocr": ocr,
+            "speech": speech,
+            **({"case": case} if case else {}),
+            **({"webhook": webhook} if webhook else {}),
+        }
+        return dict(self._call("POST", "/v1/videos", params=params, content=_bytes(video)))
+
+    def video_job(self, job: str) -> dict[str, Any]:
+        """A video job: status, progress, the index or the error, the webhook's delivery."""
+        return dict(self._call("GET", f"/v1/videos/{_seg(job)}"))
+
     def similar(
         self,
         collection: str,

@@ -22,6 +22,7 @@ from pydantic import TypeAdapter
 from faceledger.errors import Conflict, FaceledgerError, RateLimited
 from faceledger.ledger.audit import Actor
 from faceledger.service.media import MediaOps
+from faceledger.service.webhooks import Delivery, Webhook, deliver
 from faceledger.store.jobs import JobRecord, JobStatus, JobStore
 
 if TYPE_CHECKING:
@@ -109,8 +110,13 @@ class VideoJobs:
         purpose: str | None,
         case_ref: str | None,
         actor: Actor,
+        webhook: Webhook | None = None,
     ) -> JobRecord:
-        """Queue ``upload`` (moved into the jobs folder) for indexing against ``collection``."""
+        """Queue ``upload`` (moved into the jobs folder) for indexing against ``collection``.
+
+        With ``webhook``, the job's end (done or failed) is announced by a signed POST to
+        its URL (:mod:`faceledger.service.webhooks`).
+        """
         self.service.check_video_request(collection, purpose)
         job_id = uuid.uuid4().hex
         path = self.directory / f"{job_id}.video"
@@ -124,6 +130,7 @@ class VideoJobs:
             purpose=purpose,
             case_ref=case_ref,
             actor={"key_id": actor.key_id, "role": actor.role, "name": actor.name},
+            webhook=None if webhook is None else {"url": webhook.url, "secret": webhook.secret},
         )
         try:
             self.store.add(job)
@@ -199,6 +206,45 @@ class VideoJobs:
         self.store.finish(job.id, status, result=result, error=error)
         if status == "done" and not self.service.settings.keep_videos:
             Path(job.path).unlink(missing_ok=True)
+        if job.webhook is not None:
+            threading.Thread(
+                target=self._announce,
+                args=(job, status, error),
+                name=f"faceledger-webhook-{job.id}",
+                daemon=True,
+            ).start()
+
+    def _announce(self, job: JobRecord, status: JobStatus, error: dict[str, Any] | None) -> None:
+        """POST the job's end to its webhook (retried) and keep the outcome with the job."""
+        assert job.webhook is not None
+        hook = Webhook(str(job.webhook["url"]), str(job.webhook["secret"]))
+        payload = {
+            "job": job.id,
+            "status": status,
+            "collection": job.collection,
+            "error": None if error is None else error.get("code"),
+        }
+        try:
+            outcome = deliver(hook, "video.finished", payload, stop=self._closing)
+        except Exception as exc:  # a webhook must never reach the runner
+            log.exception("webhook of video job %s failed", job.id)
+            outcome = Delivery(None, 0, f"{type(exc).__name__}: {exc}", "")
+        if not outcome.delivered:
+            log.warning("webhook of video job %s not delivered: %s", job.id, outcome.error)
+        try:
+            self.store.set_webhook(
+                job.id,
+                {
+                    **job.webhook,
+                    "delivered": outcome.delivered,
+                    "status": outcome.status,
+                    "attempts": outcome.attempts,
+                    "error": outcome.error,
+                    "at": outcome.at,
+                },
+            )
+        except FaceledgerError:  # the job may have been deleted meanwhile
+            log.warning("webhook outcome of video job %s not recorded", job.id)
 
     def _index(self, job: JobRecord) -> tuple[dict[str, Any], dict[str, Any] | None]:
         from faceledger.video import IndexOptions, TextReader, VideoIndex

@@ -45,6 +45,8 @@ class JobRecord:
     finished_at: datetime | None = None
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    webhook: dict[str, Any] | None = None
+    """URL, signing secret and the last delivery's outcome (None: no webhook)."""
 
 
 REPLICA_CLAIM_WINDOW = 100
@@ -134,6 +136,13 @@ class JobStore:
                     finished_at=datetime.now(UTC),
                     progress=100.0 if status == "done" else video_jobs.c.progress,
                 )
+            )
+
+    def set_webhook(self, job_id: str, webhook: dict[str, Any]) -> None:
+        """Record a webhook's state (its last delivery) with the job."""
+        with write_transaction(self._engine) as conn:
+            conn.execute(
+                update(video_jobs).where(video_jobs.c.id == job_id).values(webhook=webhook)
             )
 
     def requeue(self, job_id: str, *, key_id: str | None = None) -> JobRecord:
@@ -278,6 +287,7 @@ def _values(job: JobRecord) -> dict[str, Any]:
         "finished_at": job.finished_at,
         "result": job.result,
         "error": job.error,
+        "webhook": job.webhook,
     }
 
 
@@ -304,6 +314,7 @@ def _job(row: Row[Any]) -> JobRecord:
         finished_at=_aware(m["finished_at"]),
         result=m["result"],
         error=m["error"],
+        webhook=m["webhook"],
     )
 
 

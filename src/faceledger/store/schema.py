@@ -111,6 +111,7 @@ video_jobs = Table(
     Column("finished_at", DateTime(timezone=True), nullable=True),
     Column("result", JSON, nullable=True),
     Column("error", JSON, nullable=True),
+    Column("webhook", JSON, nullable=True),
     Index("ix_video_jobs_status", "status", "created_at"),
 )
 
@@ -300,7 +301,6 @@ media_segments = Table(
     Index("ix_media_segments_person", "person_id"),
     sqlite_autoincrement=True,
 )
-
 
 # The pgvector index's vectors (``--index pgvector``; PostgreSQL with the ``vector``
 # extension only, created by migration 0009 or when such a store first opens). One row per

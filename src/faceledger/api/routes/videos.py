@@ -23,6 +23,7 @@ from faceledger.api.deps import SearcherKey, ServiceDep, actor_of
 from faceledger.errors import InvalidArgument
 from faceledger.ledger.keys import ApiKey, Role
 from faceledger.service.jobs import JobRecord, JobStatus, VideoJobs
+from faceledger.service.webhooks import Webhook
 from faceledger.video import IndexOptions
 
 MEDIA_TYPES = (
@@ -61,6 +62,20 @@ class JobAccepted(BaseModel):
     """A queued job's id, to poll at ``GET /v1/videos/{job}``."""
 
     job: str
+    webhook_secret: str | None = None
+    """With ``webhook``: the secret its deliveries are signed with, shown this once."""
+
+
+class WebhookPublic(BaseModel):
+    """A job's webhook and its last delivery (never the secret)."""
+
+    url: str
+    delivered: bool | None = None
+    """None until the job has ended and a delivery was tried."""
+    status: int | None = None
+    attempts: int = 0
+    error: str | None = None
+    at: str | None = None
 
 
 class JobPublic(BaseModel):
@@ -76,6 +91,7 @@ class JobPublic(BaseModel):
     result: dict[str, Any] | None
     error: dict[str, Any] | None
     """Why the job failed, or what part of the video could not be read."""
+    webhook: WebhookPublic | None = None
 
 
 router = APIRouter(tags=["videos"])
@@ -91,6 +107,11 @@ def _public(job: JobRecord) -> JobPublic:
         finished_at=job.finished_at,
         result=job.result,
         error=job.error,
+        webhook=(
+            None
+            if job.webhook is None
+            else WebhookPublic(**{k: v for k, v in job.webhook.items() if k != "secret"})
+        ),
     )
 
 
@@ -151,10 +172,19 @@ async def submit_video(
         str | None, Query(max_length=1024, description="Words to expect in the speech.")
     ] = None,
     max_fmr: Annotated[float, Query(gt=0, lt=1, description="Largest false match rate.")] = 1e-4,
+    webhook: Annotated[
+        str | None,
+        Query(
+            max_length=2048,
+            description="http(s) URL to POST to when the job ends, signed with the "
+            "webhook_secret of the answer (X-Faceledger-Signature).",
+        ),
+    ] = None,
 ) -> JobAccepted:
     """Queue a video or audio file for indexing (raw body or multipart field ``video``);
     poll the job. The index holds people, on-screen text and the speech transcript."""
     await run_in_threadpool(service.check_video_request, collection, purpose)
+    hook = None if webhook is None else Webhook.new(webhook)  # checked before the upload
     await run_in_threadpool(_jobs(request).check_queue, key.id)  # before the upload is kept
     path = await _save_upload(request, service.settings.data / "tmp")
     options = IndexOptions(
@@ -175,9 +205,10 @@ async def submit_video(
             purpose=purpose,
             case_ref=case,
             actor=actor_of(key),
+            webhook=hook,
         )
     )
-    return JobAccepted(job=job.id)
+    return JobAccepted(job=job.id, webhook_secret=None if hook is None else hook.secret)
 
 
 @router.get("/v1/videos", response_model=list[JobPublic])
