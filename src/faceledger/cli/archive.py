@@ -1,5 +1,7 @@
 """``faceledger video index-archive``: index every video of a folder into one JSON document.
 
+Each finished index is also kept in the collection's media index, as ``video index`` does.
+
 Locally the videos are indexed one after another; with ``--ray`` each video is one task
 on a Ray cluster (:mod:`faceledger.batch.archive`). The document is rewritten after each
 video, so a run that stops part way is resumed by running it again: videos already in it
@@ -64,6 +66,9 @@ def index_archive(
         float, typer.Option("--max-fmr", help="Largest false match rate of an identification.")
     ] = 1e-4,
     ocr: Annotated[bool, typer.Option(help="Read the text shown on screen.")] = True,
+    speech: Annotated[
+        bool, typer.Option(help="Transcribe what is said (locally only; --no-speech with --ray).")
+    ] = True,
     ray: Annotated[
         str | None,
         typer.Option(
@@ -85,18 +90,28 @@ def index_archive(
 
     if not directory.is_dir():
         raise InvalidArgument(f"{directory} is not a folder")
+    if ray is not None and speech:
+        raise InvalidArgument(
+            "speech is not transcribed on a Ray cluster yet: pass --no-speech with --ray "
+            "(or index without --ray)"
+        )
     out = None if str(json_out) == "-" else json_out
     kept = _resume(out, collection)
-    options = IndexOptions(fps=fps, ocr=ocr, max_fmr=max_fmr)
+    options = IndexOptions(fps=fps, ocr=ocr, max_fmr=max_fmr, speech=speech)
     actor = local_actor()
     doc: dict[str, Any] = {"collection": collection, "directory": str(directory), "videos": [*kept]}
 
-    def done(outcome: VideoOutcome) -> None:
-        doc["videos"].append(to_jsonable(outcome))
-        if out is not None:
-            _write(out, doc)
-
     with open_service() as svc, progress_bar("indexing videos") as progress:
+
+        def done(outcome: VideoOutcome) -> None:
+            if ray is not None and outcome.index is not None:  # as svc.index_video does
+                svc.store_video_index(
+                    collection, outcome.index, file_name=Path(outcome.path).name, actor=actor
+                )
+            doc["videos"].append(to_jsonable(outcome))
+            if out is not None:
+                _write(out, doc)
+
         svc.check_video_request(collection, purpose)
         todo = pending_videos(find_videos(directory), {v["video_sha256"] for v in kept})
         if ray is None:
