@@ -412,7 +412,9 @@ def test_readme_commands_and_flags_exist() -> None:
             if probe.exit_code != 0:
                 break
             path.append(w)
-        help_text = runner.invoke(cli_app, [*path, "--help"], terminal_width=200).output
+        help_text = runner.invoke(
+            cli_app, [*path, "--help"], terminal_width=400, env={"COLUMNS": "400"}
+        ).output  # wide enough that rich never cuts an option name short
         for flag in re.findall(r"(--[a-z][a-z0-9-]*)", " ".join(words)):
             if flag not in help_text and flag != "--help":
                 missing.append((" ".join(path), flag))
