@@ -141,6 +141,8 @@ def test_store_searches_by_person_words_and_time(media: tuple[Store, MediaStore]
     page = index.search("c", MediaQuery(said="budget", offset=1, limit=2))
     assert page.total == 4 and len(page.hits) == 2
     assert page.hits == said.hits[1:3]
+    beyond = index.search("c", MediaQuery(said="budget", offset=10))
+    assert beyond.hits == [] and beyond.total == 4
 
     assert index.search("d", MediaQuery(said="budget")).total == 0  # per collection
     with pytest.raises(NotFound):
