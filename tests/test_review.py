@@ -100,6 +100,23 @@ def test_review_items_are_erased_with_the_person(service: FaceService, faces_dir
     assert all(r.person_id != item.person_id for r in rows)
 
 
+def test_a_search_racing_an_erasure_queues_nothing_for_the_erased(
+    service: FaceService, faces_dir: Path
+) -> None:
+    # An identify that found a person, who was then erased before its candidates were
+    # queued, answered 500 (FOREIGN KEY constraint failed) instead of its result.
+    _enrol(service, faces_dir, ["howard", "raj"])
+    probe = sorted((faces_dir / BBT / "identities" / "howard").iterdir())[4]
+    from faceledger.service.search import SearchOps
+
+    results = SearchOps.identify(service, "bbt", probe, purpose="race test")  # not queued
+    assert results[0].candidates[0].person == "howard"
+    service.delete_person("bbt", "howard")  # erased between the search and the queue
+    found = [(r.face, r.candidates) for r in results]
+    assert service._queue("bbt", "identify", probe, found) == []
+    assert all(i.person != "howard" for i in service.review_queue())
+
+
 def test_decided_crops_are_dropped_after_retention(service: FaceService, faces_dir: Path) -> None:
     _enrol(service, faces_dir, ["leonard"], retain_days=0)
     probe = sorted((faces_dir / BBT / "identities" / "leonard").iterdir())[4]

@@ -254,11 +254,20 @@ class ReviewOps(SearchOps):
         with self.store.transaction() as tx:
             at = now()
             self.reviews.purge(tx.conn, at)
+            # A person erased since the search (the write lock is held from here on) is
+            # not queued, and a face erased since is not linked.
+            alive, kept = self.reviews.existing(
+                tx.conn,
+                {c.person_id for _, cs in found for c in cs if c.person_id is not None},
+                {c.face_id for _, cs in found for c in cs if c.face_id >= 0},
+            )
             for face, candidates in found:
                 probe = face.require_embedding().astype(np.float32)
                 crop: bytes | None = None
                 for cand in candidates:
                     if cand.person_id is None or cand.person is None:
+                        continue
+                    if cand.person_id not in alive:
                         continue
                     if rule.mode == "above" and cand.fmr > (rule.max_fmr or 0.0):
                         continue
@@ -271,7 +280,7 @@ class ReviewOps(SearchOps):
                             tx.conn,
                             collection_id=col.id,
                             person_id=cand.person_id,
-                            face_id=cand.face_id if cand.face_id >= 0 else None,
+                            face_id=cand.face_id if cand.face_id in kept else None,
                             operation=operation,
                             similarity=float(cand.similarity),
                             fmr=float(cand.fmr),

@@ -177,6 +177,17 @@ class ReviewStore:
             raise NotFound("review item was not stored")
         return int(key[0])
 
+    def existing(
+        self, conn: Connection, person_ids: set[int], face_ids: set[int]
+    ) -> tuple[set[int], set[int]]:
+        """Which of these persons and faces still exist (read in the caller's transaction)."""
+        people = {
+            int(r[0])
+            for r in conn.execute(select(persons.c.id).where(persons.c.id.in_(person_ids)))
+        }
+        kept = {int(r[0]) for r in conn.execute(select(faces.c.id).where(faces.c.id.in_(face_ids)))}
+        return people, kept
+
     def rejected(self, conn: Connection, person_id: int, dim: int) -> FloatArray:
         """Probe embeddings ``(n, dim)`` rejected as this person ("not this person")."""
         rows = conn.execute(
