@@ -340,6 +340,38 @@ def test_media_results_expire_after_media_retention_days(
         svc.close()
 
 
+def test_merging_a_person_moves_their_intervals_to_the_survivor(
+    tmp_path: Path, faces_dir: Path, indexed: tuple[FaceService, VideoIndex, Path]
+) -> None:
+    _, result, _ = indexed
+    svc = FaceService(Settings(data=tmp_path / "data"))
+    try:
+        svc.create_collection("c", require_consent=False)
+        biden = faces_dir / "face_recognition_examples/identities/joe_biden/biden.jpg"
+        svc.enroll("c", PERSON, [biden], largest=True)
+        svc.create_person("c", "Joseph Survivor")
+        svc.store_video_index("c", result, file_name="talk.mp4")
+        before = svc.search_media("c", person=PERSON, purpose="t")
+        assert before.total >= 1
+
+        merged = svc.merge_persons("c", PERSON, "Joseph Survivor")
+        assert merged.face_count == 1
+        after = svc.search_media("c", person="Joseph Survivor", purpose="t")
+        assert [(h.start, h.end) for h in after.hits] == [(h.start, h.end) for h in before.hits]
+        assert all(h.person is not None and h.person.label == "Joseph Survivor" for h in after.hits)
+        with svc.store.engine.connect() as conn:
+            people = conn.execute(
+                select(media_segments.c.person_id).where(media_segments.c.kind == "person")
+            ).all()
+        assert people and all(r.person_id is not None for r in people)  # none "erased person"
+        with pytest.raises(NotFound):
+            svc.search_media("c", person=PERSON, purpose="t")
+        [entry] = [e for e in svc.ledger.entries() if e["operation"] == "person.merge"]
+        assert entry["result"]["media_intervals_moved"] == len(before.hits)
+    finally:
+        svc.close()
+
+
 def test_cli_media_search_and_list(
     indexed: tuple[FaceService, VideoIndex, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:

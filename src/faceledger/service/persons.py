@@ -31,6 +31,7 @@ from faceledger.ledger.audit import Actor
 from faceledger.results import EnrolledImage, EnrollSummary, image_sha256, source_name
 from faceledger.service.core import LOCAL_ACTOR, Progress, ServiceCore
 from faceledger.store import NewFace
+from faceledger.store.media import MediaStore
 from faceledger.store.repository import PersonRecord
 from faceledger.types import Face
 
@@ -103,15 +104,21 @@ class PersonOps(ServiceCore):
     def merge_persons(
         self, collection: str, source: str, into: str, *, actor: Actor = LOCAL_ACTOR
     ) -> PersonRecord:
-        """Move every face of ``source`` to ``into`` and remove ``source`` (one audited change)."""
+        """Move every face of ``source`` to ``into``, and their intervals in the media index,
+        and remove ``source`` (one audited change)."""
         if source == into:
             raise InvalidArgument("a person cannot be merged into themselves")
         with self.audited(actor, "person.merge", collection=collection) as work:
             ids = work.pseudonyms(collection, [source, into])
             work.request.update(person=ids.get(source), into=ids.get(into))
             moved = self.store.move_faces(collection, into, person=source, tx=work.tx)
+            # Before the delete: its foreign key would turn them into "erased person".
+            intervals = MediaStore(self.store.engine).move_person(
+                work.tx.conn, collection, source, into
+            )
             self.store.delete_person(collection, source, tx=work.tx)
             work.result["faces_moved"] = moved
+            work.result["media_intervals_moved"] = intervals
             return self.store.get_person(collection, into, tx=work.tx)
 
     def move_faces(

@@ -12,7 +12,9 @@ folded); PostgreSQL ``to_tsvector('simple', ...) @@ plainto_tsquery('simple', ..
 GIN index (no stemming either; accents are not folded there).
 
 Enrolled persons are stored by id only (``ON DELETE SET NULL``): erasing a person leaves
-their intervals as "erased person", with neither name nor id.
+their intervals as "erased person", with neither name nor id. Merging a person into
+another gives their intervals to the survivor first (:meth:`MediaStore.move_person`, in
+the merge's transaction).
 """
 
 from __future__ import annotations
@@ -37,16 +39,19 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    update,
 )
 from sqlalchemy import text as sql
 from sqlalchemy.sql.selectable import NamedFromClause
 
 from faceledger.errors import NotFound, StoreError
+from faceledger.names import normalize
 from faceledger.store.db import greatest, read_transaction
 from faceledger.store.jobs import ERASED_PERSON
 from faceledger.store.mediatypes import (
     MAX_PAGE,
     MAX_QUERY_WORDS,
+    MediaAppearance,
     MediaHit,
     MediaPage,
     MediaQuery,
@@ -64,6 +69,7 @@ from faceledger.store.schema import collections, media_segments, media_videos, p
 __all__ = [
     "MAX_PAGE",
     "MAX_QUERY_WORDS",
+    "MediaAppearance",
     "MediaHit",
     "MediaPage",
     "MediaQuery",
@@ -173,6 +179,32 @@ class MediaStore:
             conn.execute(insert(media_segments), rows)
         return len(rows)
 
+    def move_person(self, conn: Connection, collection: str, source: str, into: str) -> int:
+        """In the caller's transaction: give every interval of ``source`` to ``into`` (a
+        merge, before ``source`` is deleted). Returns the number of intervals moved.
+
+        Raises:
+            NotFound: no such collection, or either person is missing from it.
+        """
+        collection_id = _collection_id(conn, collection)
+        wanted = [normalize(source), normalize(into)]
+        ids = dict(
+            conn.execute(
+                select(persons.c.name, persons.c.id).where(
+                    persons.c.collection_id == collection_id, persons.c.name.in_(wanted)
+                )
+            ).all()
+        )
+        for name in wanted:
+            if name not in ids:
+                raise NotFound(f"person {name!r} not found in {collection!r}")
+        moved = conn.execute(
+            update(media_segments)
+            .where(media_segments.c.person_id == ids[wanted[0]])
+            .values(person_id=ids[wanted[1]])
+        )
+        return int(moved.rowcount or 0)
+
     def expire(self, conn: Connection, before: datetime) -> list[tuple[str, str]]:
         """Delete every video indexed before ``before``; their ``(collection, SHA-256)``."""
         gone = conn.execute(
@@ -245,6 +277,29 @@ class MediaStore:
             )
             for r in rows
         ]
+
+    def appearances(self, conn: Connection, collection: str, person: str) -> list[MediaAppearance]:
+        """Every stored interval naming ``person`` (read in the caller's transaction),
+        by file name, video and time; none for a person missing from the collection."""
+        rows = conn.execute(
+            select(
+                media_videos.c.video_sha256,
+                media_videos.c.file_name,
+                media_segments.c.t_start,
+                media_segments.c.t_end,
+            )
+            .join(media_videos, media_videos.c.id == media_segments.c.video_id)
+            .join(persons, persons.c.id == media_segments.c.person_id)
+            .join(collections, collections.c.id == media_videos.c.collection_id)
+            .where(
+                collections.c.name == collection,
+                persons.c.collection_id == collections.c.id,
+                persons.c.name == normalize(person),
+                media_segments.c.kind == "person",
+            )
+            .order_by(media_videos.c.file_name, media_videos.c.id, media_segments.c.t_start)
+        ).all()
+        return [MediaAppearance(collection, r[0], r[1], float(r[2]), float(r[3])) for r in rows]
 
     def search(self, collection: str, query: MediaQuery) -> MediaPage:
         """One page of the hits of ``query`` in one read snapshot.

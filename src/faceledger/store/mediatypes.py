@@ -152,6 +152,17 @@ class StoredVideo:
     segments: dict[str, int]
 
 
+@dataclass(frozen=True, slots=True)
+class MediaAppearance:
+    """One stored interval naming a person: where and when they were seen."""
+
+    collection: str
+    video_sha256: str
+    file_name: str
+    start: float
+    end: float
+
+
 def words(query: str) -> list[str]:
     """The words of a query: runs of Unicode letters, digits and underscores."""
     return _WORD.findall(query)
