@@ -15,6 +15,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from typer.testing import CliRunner
 from faceledger.api.app import ADMIN_KEY_FILE, create_app
 from faceledger.cli.main import app as cli_app
 from faceledger.config import Settings
+from faceledger.store.media import MediaStore, NewMediaIndex, NewSegment
 from tests.test_ledger_proofs import check_note
 
 pytestmark = pytest.mark.integration
@@ -247,3 +249,35 @@ def test_cli_prints_the_same_export(api: Api, tmp_path: Path) -> None:
     again = json.loads(printed.stdout)  # to stdout: the document itself, one entry longer
     assert again["faces"] == doc["faces"] and len(again["ledger"]) == len(doc["ledger"]) + 1
     assert out.stat().st_mode & 0o077 == 0  # biometric data: its owner's only
+
+
+def test_export_lists_the_persons_media_appearances(api: Api) -> None:
+    at = datetime.now(UTC)
+    timeline = NewMediaIndex(
+        video_sha256="e" * 64,
+        file_name="town hall.mp4",
+        duration=60.0,
+        complete=True,
+        segments=[
+            NewSegment("person", 3.5, 9.0, person="amy"),
+            NewSegment("person", 30.0, 41.25, person="amy"),
+            NewSegment("person", 5.0, 6.0, person="raj"),
+            NewSegment("person", 7.0, 8.0, label="unknown person 1"),
+        ],
+    )
+    engine = sqlalchemy.create_engine(api.db_url or f"sqlite:///{api.data / 'faceledger.db'}")
+    try:
+        with engine.begin() as conn:
+            MediaStore(engine).put(conn, "c", timeline, at)
+    finally:
+        engine.dispose()
+    doc = api.get("/v1/collections/c/persons/amy/export")
+    assert doc["media"] == [
+        {"collection": "c", "video_sha256": "e" * 64, "file_name": "town hall.mp4",
+         "start": 3.5, "end": 9.0},
+        {"collection": "c", "video_sha256": "e" * 64, "file_name": "town hall.mp4",
+         "start": 30.0, "end": 41.25},
+    ]  # fmt: skip
+    assert [m["start"] for m in api.get("/v1/collections/c/persons/raj/export")["media"]] == [5.0]
+    entry = api.get("/v1/audit", operation="person.export")["entries"][-1]
+    assert entry["result"]["media_intervals"] == 1  # raj's, the last export

@@ -133,6 +133,16 @@ class ExportedFacePublic(FacePublic):
     )
 
 
+class MediaAppearancePublic(BaseModel):
+    """An interval of an indexed video in which the media index names the person."""
+
+    collection: str
+    video_sha256: str
+    file_name: str
+    start: float = Field(description="Seconds from the start of the video.")
+    end: float
+
+
 class EmbeddingModel(BaseModel):
     """What the exported embeddings are: decode with numpy.frombuffer(b64decode(e), '<f4')."""
 

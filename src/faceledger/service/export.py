@@ -2,7 +2,8 @@
 
 An export holds the person's record (name, metadata, consent reference, retention date),
 their collection's model (pack, model id, dimension), every face with its float32
-embedding as stored and its image if the collection keeps images, and every ledger
+embedding as stored and its image if the collection keeps images, every interval of the
+media index naming them (video SHA-256, file name, collection, start, end), and every ledger
 entry that names the person's pseudonym, each with an RFC 9162 inclusion proof against
 one signed checkpoint (signed on the spot when the last of those entries is not yet
 covered). The export itself is an audited operation (``person.export``), so it is among
@@ -23,6 +24,7 @@ from faceledger.ledger.audit import Actor
 from faceledger.ledger.checkpoints import CheckpointRecord
 from faceledger.ledger.proofs import InclusionProof
 from faceledger.service.core import LOCAL_ACTOR, ServiceCore
+from faceledger.store.media import MediaAppearance, MediaStore
 from faceledger.store.repository import CollectionRecord, FaceRecord, PersonRecord
 from faceledger.store.review import ReviewStore
 from faceledger.types import FloatArray
@@ -51,6 +53,8 @@ class PersonExport:
     """The ledger entries naming the person's pseudonym, in order, each with its proof."""
     checkpoint: CheckpointRecord | None
     """The signed checkpoint every proof leads to (None when no entry names them)."""
+    media: list[MediaAppearance]
+    """Every interval of an indexed video in which the media index names the person."""
 
     def as_document(self) -> dict[str, Any]:
         """The export as JSON types: what the API answers and ``person export`` prints.
@@ -76,6 +80,7 @@ class PersonExport:
                 }
                 for f in self.faces
             ],
+            "media": [asdict(m) for m in self.media],
             "ledger": [_proof(p) for p in self.entries],
             "checkpoint": None if self.checkpoint is None else _checkpoint(self.checkpoint),
         }
@@ -98,10 +103,12 @@ class ExportOps(ServiceCore):
             col = self.store.get_collection(collection)
             person = self.store.get_person(collection, name, tx=work.tx)
             faces = self._exported_faces(collection, name)
+            media = MediaStore(self.store.engine).appearances(work.tx.conn, collection, name)
             work.result["faces"] = len(faces)
+            work.result["media_intervals"] = len(media)
         entries = self.ledger.entries_mentioning(person.pseudonym)
         proofs, checkpoint = self._proofs(entries)
-        return PersonExport(person, col, faces, proofs, checkpoint)
+        return PersonExport(person, col, faces, proofs, checkpoint, media)
 
     def _exported_faces(self, collection: str, name: str) -> list[ExportedFace]:
         records = self.store.list_faces(collection, name)

@@ -18,6 +18,7 @@ from faceledger.api.schemas import (
     ExportedFacePublic,
     FacePublic,
     FacesMove,
+    MediaAppearancePublic,
     PersonCreate,
     PersonMerge,
     PersonPage,
@@ -36,6 +37,9 @@ class PersonExportOut(BaseModel):
     person: PersonPublic = Field(description="Record, metadata, consent and retention.")
     model: EmbeddingModel
     faces: list[ExportedFacePublic]
+    media: list[MediaAppearancePublic] = Field(
+        description="Every interval of an indexed video in which the person appears."
+    )
     ledger: list[InclusionProofOut] = Field(
         description="Each entry naming the person's pseudonym, with its inclusion proof."
     )
