@@ -442,3 +442,40 @@ def test_http_and_client_media_search(indexed: tuple[FaceService, VideoIndex, Pa
             assert page["hits"][0]["video_sha256"] == result.video_sha256
             with pytest.raises(NotFound):
                 client.search_media("nope", said="country")
+
+
+def test_http_video_jobs_keep_the_users_file_name(
+    tmp_path: Path, indexed: tuple[FaceService, VideoIndex, Path]
+) -> None:
+    from tests.test_video import serve_in_thread, wait_for
+
+    _, result, video = indexed
+    body = video.read_bytes()
+    with serve_in_thread(Settings(data=tmp_path / "data", rate_limit=0)) as (http, service):
+        service.create_collection("c", require_consent=False)
+        h = {"X-API-Key": service.create_key(Role.SEARCHER).secret}
+        url, q = "/v1/videos", {"collection": "c", "purpose": "t", "speech": "false", "fps": 1}
+        name = "Board meeting \u2013 M\u00e4rz (final).mp4"
+        sent = http.post(url, params=q, files={"video": (name, body, "video/mp4")}, headers=h)
+        assert sent.status_code == 202, sent.text
+        done = wait_for(http, sent.json()["job"], h)
+        assert done["status"] == "done" and done["file_name"] == name, done
+        [stored] = service.media_videos("c")
+        assert (stored.video_sha256, stored.file_name) == (result.video_sha256, name)
+
+        raw = http.post(url, params={**q, "name": "talk 2.mp4"}, content=body, headers=h)
+        assert raw.status_code == 202, raw.text
+        assert wait_for(http, raw.json()["job"], h)["status"] == "done"
+        assert [v.file_name for v in service.media_videos("c")] == ["talk 2.mp4"]
+
+        jobs_before = len(http.get("/v1/videos", headers=h).json())
+        for bad in ["../talk.mp4", "a\\b.mp4", "bell\x07.mp4", " x.mp4", "x" * 256, "..", ""]:
+            refused = http.post(url, params={**q, "name": bad}, content=body, headers=h)
+            assert refused.status_code == 422, (bad, refused.text)
+            assert refused.json()["code"] == "invalid_argument", bad
+        for bad in ["dir/evil.mp4", "..", "x" * 256]:
+            files = {"video": (bad, body, "video/mp4")}
+            refused = http.post(url, params=q, files=files, headers=h)
+            assert refused.status_code == 422, (bad, refused.text)
+        assert len(http.get("/v1/videos", headers=h).json()) == jobs_before  # nothing queued
+        assert list((tmp_path / "data" / "tmp").iterdir()) == []  # nothing kept

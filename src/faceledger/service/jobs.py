@@ -24,6 +24,7 @@ from faceledger.ledger.audit import Actor
 from faceledger.service.media import MediaOps
 from faceledger.service.webhooks import Delivery, Webhook, deliver
 from faceledger.store.jobs import JobRecord, JobStatus, JobStore
+from faceledger.store.mediatypes import check_file_name
 
 if TYPE_CHECKING:
     from faceledger.video import IndexOptions, TextReader
@@ -111,13 +112,20 @@ class VideoJobs:
         case_ref: str | None,
         actor: Actor,
         webhook: Webhook | None = None,
+        file_name: str | None = None,
     ) -> JobRecord:
         """Queue ``upload`` (moved into the jobs folder) for indexing against ``collection``.
 
         With ``webhook``, the job's end (done or failed) is announced by a signed POST to
-        its URL (:mod:`faceledger.service.webhooks`).
+        its URL (:mod:`faceledger.service.webhooks`). ``file_name`` (a plain file name, as
+        the user calls the video) names it in the media index; without it the upload's
+        name in the jobs folder (``<job>.video``) does.
+
+        Raises:
+            InvalidArgument: ``file_name`` is not a plain file name.
         """
         self.service.check_video_request(collection, purpose)
+        name = None if file_name is None else check_file_name(file_name)
         job_id = uuid.uuid4().hex
         path = self.directory / f"{job_id}.video"
         os.replace(upload, path)
@@ -131,6 +139,7 @@ class VideoJobs:
             case_ref=case_ref,
             actor={"key_id": actor.key_id, "role": actor.role, "name": actor.name},
             webhook=None if webhook is None else {"url": webhook.url, "secret": webhook.secret},
+            file_name=name,
         )
         try:
             self.store.add(job)
@@ -271,5 +280,6 @@ class VideoJobs:
             actor=Actor(**job.actor),
             progress=progress,
             text_reader=self._text_reader,
+            file_name=job.file_name,
         )
         return TypeAdapter(VideoIndex).dump_python(index, mode="json"), index.error

@@ -47,6 +47,8 @@ class JobRecord:
     error: dict[str, Any] | None = None
     webhook: dict[str, Any] | None = None
     """URL, signing secret and the last delivery's outcome (None: no webhook)."""
+    file_name: str | None = None
+    """The video's name as its submitter gave it (None: none given)."""
 
 
 REPLICA_CLAIM_WINDOW = 100
@@ -288,6 +290,7 @@ def _values(job: JobRecord) -> dict[str, Any]:
         "result": job.result,
         "error": job.error,
         "webhook": job.webhook,
+        "file_name": job.file_name,
     }
 
 
@@ -315,6 +318,7 @@ def _job(row: Row[Any]) -> JobRecord:
         result=m["result"],
         error=m["error"],
         webhook=m["webhook"],
+        file_name=m["file_name"],
     )
 
 

@@ -6,6 +6,7 @@ Pure values (no SQL): :mod:`faceledger.store.media` stores and searches them.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +17,8 @@ from faceledger.errors import InvalidArgument
 SegmentKind = Literal["person", "text", "speech"]
 MAX_QUERY_WORDS = 32
 MAX_PAGE = 1000
+MAX_FILE_NAME = 255
+"""Characters of a stored file name (most file systems allow 255 bytes)."""
 _WORD = re.compile(r"\w+")
 
 
@@ -161,6 +164,30 @@ class MediaAppearance:
     file_name: str
     start: float
     end: float
+
+
+def check_file_name(name: str) -> str:
+    """A video's file name as given by a user, NFC-normalised, or :class:`InvalidArgument`.
+
+    A plain file name, not an identifier: any characters but control and format ones
+    (Unicode Cc, Cf) and path separators (``/``, ``\\``); 1-255 characters, no outer spaces,
+    not ``.`` or ``..``.
+    """
+    nfc = unicodedata.normalize("NFC", name)
+    why = None
+    if not nfc or len(nfc) > MAX_FILE_NAME:
+        why = f"1-{MAX_FILE_NAME} characters"
+    elif nfc != nfc.strip():
+        why = "outer spaces"
+    elif nfc in {".", ".."}:
+        why = "'.' and '..' are path segments"
+    elif any(ch in "/\\" for ch in nfc):
+        why = "a file name, without its folder (no / or \\)"
+    elif any(unicodedata.category(ch) in {"Cc", "Cf"} for ch in nfc):
+        why = "no control or format characters"
+    if why is not None:
+        raise InvalidArgument(f"invalid file name {name[:300]!r}: {why}")
+    return nfc
 
 
 def words(query: str) -> list[str]:

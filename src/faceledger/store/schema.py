@@ -112,6 +112,7 @@ video_jobs = Table(
     Column("result", JSON, nullable=True),
     Column("error", JSON, nullable=True),
     Column("webhook", JSON, nullable=True),
+    Column("file_name", Text, nullable=True),
     Index("ix_video_jobs_status", "status", "created_at"),
 )
 

@@ -24,6 +24,7 @@ from faceledger.errors import InvalidArgument
 from faceledger.ledger.keys import ApiKey, Role
 from faceledger.service.jobs import JobRecord, JobStatus, VideoJobs
 from faceledger.service.webhooks import Webhook
+from faceledger.store.mediatypes import MAX_FILE_NAME, check_file_name
 from faceledger.video import IndexOptions
 
 MEDIA_TYPES = (
@@ -86,6 +87,8 @@ class JobPublic(BaseModel):
     progress: float
     """Percentage done over the passes (sampled frames, then seconds of speech)."""
     collection: str
+    file_name: str | None = None
+    """The video's name as submitted (``name``, or the multipart field's file name)."""
     created_at: datetime
     finished_at: datetime | None
     result: dict[str, Any] | None
@@ -103,6 +106,7 @@ def _public(job: JobRecord) -> JobPublic:
         status=job.status,
         progress=job.progress,
         collection=job.collection,
+        file_name=job.file_name,
         created_at=job.created_at,
         finished_at=job.finished_at,
         result=job.result,
@@ -125,11 +129,17 @@ def _owner(key: ApiKey) -> str | None:
     return None if key.role == Role.ADMIN else key.id
 
 
-async def _save_upload(request: Request, directory: Path) -> Path:
-    """Stream the raw body or the multipart field ``video`` into a file in ``directory``."""
+async def _save_upload(
+    request: Request, directory: Path, *, name: str | None
+) -> tuple[Path, str | None]:
+    """Stream the raw body or the multipart field ``video`` into a file in ``directory``.
+
+    Returns the file and the video's name: ``name``, else the multipart field's file name
+    (checked: a plain file name), else None.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=directory, prefix="video-", suffix=".upload")
-    path, size = Path(name), 0
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix="video-", suffix=".upload")
+    path, size = Path(temporary), 0
     try:
         with os.fdopen(fd, "wb") as fh:
             if request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -140,6 +150,8 @@ async def _save_upload(request: Request, directory: Path) -> Path:
                 while chunk := await upload.read(1 << 20):
                     size += await run_in_threadpool(fh.write, chunk)
                 await form.close()
+                if name is None and upload.filename:
+                    name = check_file_name(upload.filename)
             else:
                 async for chunk in request.stream():
                     size += await run_in_threadpool(fh.write, chunk)
@@ -148,7 +160,7 @@ async def _save_upload(request: Request, directory: Path) -> Path:
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    return path
+    return path, name
 
 
 @router.post(
@@ -180,13 +192,22 @@ async def submit_video(
             "webhook_secret of the answer (X-Faceledger-Signature).",
         ),
     ] = None,
+    name: Annotated[
+        str | None,
+        Query(
+            max_length=MAX_FILE_NAME,
+            description="The video's file name in the media index (a plain file name; "
+            "default: the multipart field's file name).",
+        ),
+    ] = None,
 ) -> JobAccepted:
     """Queue a video or audio file for indexing (raw body or multipart field ``video``);
     poll the job. The index holds people, on-screen text and the speech transcript."""
     await run_in_threadpool(service.check_video_request, collection, purpose)
+    file_name = None if name is None else check_file_name(name)  # before the upload
     hook = None if webhook is None else Webhook.new(webhook)  # checked before the upload
     await run_in_threadpool(_jobs(request).check_queue, key.id)  # before the upload is kept
-    path = await _save_upload(request, service.settings.data / "tmp")
+    path, file_name = await _save_upload(request, service.settings.data / "tmp", name=file_name)
     options = IndexOptions(
         fps=None if every_frame else fps,
         ocr=ocr,
@@ -206,6 +227,7 @@ async def submit_video(
             case_ref=case,
             actor=actor_of(key),
             webhook=hook,
+            file_name=file_name,
         )
     )
     return JobAccepted(job=job.id, webhook_secret=None if hook is None else hook.secret)
