@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import TypeAdapter
 from sqlalchemy import select, text
 from typer.testing import CliRunner
 
@@ -19,6 +20,7 @@ from faceledger.errors import InvalidArgument, NotFound, PurposeRequired
 from faceledger.ledger.keys import Role
 from faceledger.service import FaceService
 from faceledger.store import Store
+from faceledger.store.jobs import JobRecord, JobStore
 from faceledger.store.media import (
     MediaHit,
     MediaQuery,
@@ -353,9 +355,16 @@ def test_merging_a_person_moves_their_intervals_to_the_survivor(
         svc.store_video_index("c", result, file_name="talk.mp4")
         before = svc.search_media("c", person=PERSON, purpose="t")
         assert before.total >= 1
+        jobs = JobStore(svc.store.engine)  # the same index as a finished video job's result
+        stored = TypeAdapter(VideoIndex).dump_python(result, mode="json")
+        assert stored["people"][0]["person"] == PERSON and stored["people"][0]["thumbnail"]
+        jobs.add(JobRecord("j1", "k", "c", "x.video", {}, None, None, {}, "done", result=stored))
 
         merged = svc.merge_persons("c", PERSON, "Joseph Survivor")
         assert merged.face_count == 1
+        [person] = jobs.get("j1").result["people"]  # type: ignore[index]
+        assert person["person"] == "Joseph Survivor" and person["thumbnail"]  # not erased
+        assert PERSON not in json.dumps(jobs.get("j1").result)
         after = svc.search_media("c", person="Joseph Survivor", purpose="t")
         assert [(h.start, h.end) for h in after.hits] == [(h.start, h.end) for h in before.hits]
         assert all(h.person is not None and h.person.label == "Joseph Survivor" for h in after.hits)
@@ -368,6 +377,7 @@ def test_merging_a_person_moves_their_intervals_to_the_survivor(
             svc.search_media("c", person=PERSON, purpose="t")
         [entry] = [e for e in svc.ledger.entries() if e["operation"] == "person.merge"]
         assert entry["result"]["media_intervals_moved"] == len(before.hits)
+        assert entry["result"]["video_jobs_changed"] == 1
     finally:
         svc.close()
 

@@ -31,6 +31,7 @@ from faceledger.ledger.audit import Actor
 from faceledger.results import EnrolledImage, EnrollSummary, image_sha256, source_name
 from faceledger.service.core import LOCAL_ACTOR, Progress, ServiceCore
 from faceledger.store import NewFace
+from faceledger.store.jobs import PersonRef, move_person
 from faceledger.store.media import MediaStore
 from faceledger.store.repository import PersonRecord
 from faceledger.types import Face
@@ -116,9 +117,14 @@ class PersonOps(ServiceCore):
             intervals = MediaStore(self.store.engine).move_person(
                 work.tx.conn, collection, source, into
             )
+            survivor = self.store.get_person(collection, into, tx=work.tx)
+            jobs = move_person(
+                work.tx.conn, collection, source, PersonRef(survivor.id, survivor.name)
+            )
             self.store.delete_person(collection, source, tx=work.tx)
             work.result["faces_moved"] = moved
             work.result["media_intervals_moved"] = intervals
+            work.result["video_jobs_changed"] = jobs
             return self.store.get_person(collection, into, tx=work.tx)
 
     def move_faces(

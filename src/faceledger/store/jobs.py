@@ -19,12 +19,21 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Engine, Row, delete, insert, select, update
 
 from faceledger.errors import Conflict, NotFound
+from faceledger.names import normalize
 from faceledger.store.db import exclusive, read_transaction, try_lock, write_transaction
 from faceledger.store.schema import video_jobs
 
 JobStatus = Literal["queued", "running", "done", "failed", "interrupted", "cancelled"]
 FINISHED: tuple[JobStatus, ...] = ("done", "failed", "interrupted", "cancelled")
 ERASED_PERSON = "erased person"
+
+
+@dataclass(frozen=True, slots=True)
+class PersonRef:
+    """An enrolled person as job results name them."""
+
+    id: int
+    name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +250,27 @@ def redact_person(conn: Connection, collection: str, name: str) -> int:
     return changed
 
 
+def move_person(conn: Connection, collection: str, source: str, into: PersonRef) -> int:
+    """In the caller's transaction (a merge, before ``source`` is deleted): every stored
+    job result naming ``source``, as a person or a candidate, names ``into`` instead, so
+    the delete's redaction finds nothing of theirs to turn into "erased person". A
+    candidate list naming both keeps the first (best) of them. Returns the jobs changed.
+    """
+    source = normalize(source)
+    rows = conn.execute(
+        select(video_jobs.c.id, video_jobs.c.result).where(
+            video_jobs.c.collection == collection, video_jobs.c.result.is_not(None)
+        )
+    ).all()
+    changed = 0
+    for job_id, result in rows:
+        moved, touched = _moved(result, source, into)
+        if touched:
+            conn.execute(update(video_jobs).where(video_jobs.c.id == job_id).values(result=moved))
+            changed += 1
+    return changed
+
+
 def redact_collection(conn: Connection, collection: str) -> None:
     """In the caller's transaction: a deleted collection's job results are dropped."""
     conn.execute(
@@ -270,6 +300,27 @@ def _redacted(result: dict[str, Any], names: set[str]) -> tuple[dict[str, Any], 
             }
             kept = []
         people.append({**person, "candidates": kept})
+    return ({**result, "people": people} if touched else result), touched
+
+
+def _moved(result: dict[str, Any], source: str, into: PersonRef) -> tuple[dict[str, Any], bool]:
+    touched = False
+    people: list[dict[str, Any]] = []
+    for person in result.get("people", []):
+        if person.get("person") == source:
+            touched = True
+            label = into.name if person.get("label") == source else person.get("label")
+            person = {**person, "person": into.name, "label": label}
+        candidates: list[dict[str, Any]] = []
+        for c in person.get("candidates", []):
+            if c.get("person") == source:
+                touched = True
+                c = {**c, "person": into.name, "person_id": into.id}
+            if c.get("person") != into.name or all(
+                k.get("person") != into.name for k in candidates
+            ):
+                candidates.append(c)
+        people.append({**person, "candidates": candidates})
     return ({**result, "people": people} if touched else result), touched
 
 
@@ -322,4 +373,12 @@ def _job(row: Row[Any]) -> JobRecord:
     )
 
 
-__all__: Sequence[str] = ["FINISHED", "JobRecord", "JobStatus", "JobStore", "redact_person"]
+__all__: Sequence[str] = [
+    "FINISHED",
+    "JobRecord",
+    "JobStatus",
+    "JobStore",
+    "PersonRef",
+    "move_person",
+    "redact_person",
+]
