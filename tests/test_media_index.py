@@ -193,6 +193,25 @@ def test_store_replaces_a_reindexed_video_and_erases_persons(
         index.search("c", MediaQuery(person="Bob"))
 
 
+def test_store_moves_a_merged_persons_intervals_and_lists_appearances(
+    media: tuple[Store, MediaStore],
+) -> None:
+    store, index = media
+    with store.transaction() as tx:
+        assert index.move_person(tx.conn, "c", "Bob", "Ada") == 1
+    store.delete_person("c", "Bob")
+    ada = index.search("c", MediaQuery(person="Ada"))
+    everywhere = [("meeting.mp4", 0.0, 10.0), ("meeting.mp4", 20.0, 30.0), ("other.mp4", 1.0, 3.0)]
+    assert spans(ada.hits) == everywhere
+    with store.transaction() as tx:
+        seen = index.appearances(tx.conn, "c", "Ada")
+        assert [(a.file_name, a.start, a.end) for a in seen] == everywhere
+        assert {(a.collection, a.video_sha256) for a in seen} == {("c", SHA_A), ("c", SHA_B)}
+        assert index.appearances(tx.conn, "d", "Ada") == []  # another collection's Ada
+    with store.transaction() as tx, pytest.raises(NotFound):
+        index.move_person(tx.conn, "c", "Nobody", "Ada")
+
+
 def test_store_expires_old_videos_and_drops_a_deleted_collections_words(
     media: tuple[Store, MediaStore],
 ) -> None:
