@@ -107,10 +107,15 @@ def test_sigkill_during_bulk_enrolment_loses_nothing_acknowledged(
             text=True,
         )
         assert proc.stdout is not None
-        deadline = time.monotonic() + rng.uniform(1.5, 4.0)
         lines: list[str] = []
         reader = threading.Thread(target=read_lines, args=(proc, lines), daemon=True)
         reader.start()
+        # the kill comes 1.5-4 s into the enrolments, not into the child's start-up (on a
+        # loaded machine, imports and the database's first open took longer than that)
+        started = time.monotonic() + 120
+        while not lines and time.monotonic() < started and proc.poll() is None:
+            time.sleep(0.05)
+        deadline = time.monotonic() + rng.uniform(1.5, 4.0)
         while time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
