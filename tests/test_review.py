@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from pathlib import Path
 
@@ -166,3 +167,38 @@ def test_similar_and_verify_queue_and_the_collection_setting_decides(
     assert len(service.review_queue()) == before
     entry = service.ledger.entries()[-2]
     assert entry["operation"] == "review.settings" and entry["request"]["mode"] == "above"
+
+
+def test_a_video_index_queues_its_identified_people(service: FaceService, faces_dir: Path) -> None:
+    from faceledger.video import IndexOptions
+
+    examples = faces_dir / "face_recognition_examples"
+    lin = "lin_manuel_miranda"
+    service.create_collection("ham", require_consent=False)
+    photo = examples / "identities" / lin / "lin-manuel-miranda.png"
+    service.enroll("ham", lin, [photo.read_bytes()], create_person=True)
+    clip = examples / "video" / "short_hamilton_clip.mp4"
+    opts = IndexOptions(fps=2, ocr=False, speech=False)  # at 1 fps: no tracks
+    index = service.index_video("ham", clip, options=opts, purpose="review test")
+    [seen] = [p for p in index.people if p.person == lin]
+    [item] = [i for i in service.review_queue() if i.operation == "video.identify"]
+    assert (item.person, item.collection) == (lin, "ham")
+    assert item.similarity == pytest.approx(seen.candidates[0].similarity)
+    assert item.quality is not None and item.quality["face_size"] > 0
+    assert service.review_crop(item.id) == base64.b64decode(seen.thumbnail)  # the JPEG shown
+    assert service.review_crop(item.id)[:2] == b"\xff\xd8"  # type: ignore[index]
+    with service.store.engine.connect() as conn:
+        [row] = conn.execute(review_items.select().where(review_items.c.id == item.id)).all()
+    assert row.image_sha256 == index.video_sha256 and len(row.probe_embedding) >= 512 * 4
+    reviewer = _actor(service)
+    assert service.decide(item.id, "reject", actor=reviewer).status == "rejected"
+    entry = service.ledger.entries()[-1]
+    assert entry["operation"] == "review.decide" and entry["request"]["item"] == item.id
+    # The same video again (its result as indexed): the rejected pairing is not offered
+    # again, and with the collection's mode "never" nothing is queued at all.
+    assert service._queue_video("ham", index) == []
+    service.set_review_settings("ham", ReviewSettings(mode="never"))
+    assert service._queue_video("ham", index) == []
+    service.set_review_settings("ham", ReviewSettings(mode="always"))
+    service.delete_person("ham", lin)  # erased: its rejections go with it, nothing to queue
+    assert service._queue_video("ham", index) == []

@@ -1,11 +1,12 @@
 """Human review of search results, and the console's sessions; every decision audited.
 
-Identify, similar and verify results that name a candidate person become review items
-(per collection: ``always``, ``above`` a stated false match rate, or ``never``; default
-``always``). An item keeps a JPEG crop of the probe face and its embedding, never the
-submitted image. A reviewer confirms, rejects ("not this person") or is unsure; with
-``reviewers=2`` an item counts only when a second, different key agrees, and a
-disagreement is shown as ``disputed``. A rejected probe face is remembered for that person
+Identify, similar, verify and video indexing results that name a candidate person become
+review items (per collection: ``always``, ``above`` a stated false match rate, or
+``never``; default ``always``). An item keeps a JPEG crop of the probe face and its
+embedding, never the submitted image (a video's item: the person's best face thumbnail,
+operation ``video.identify``). A reviewer confirms, rejects ("not this person") or is
+unsure; with ``reviewers=2`` an item counts only when a second, different key agrees, and
+a disagreement is shown as ``disputed``. A rejected probe face is remembered for that person
 and not offered as them again. Items go with the person (erasure), and a decided item's
 crop is dropped after the collection's retention (:meth:`ReviewOps.purge_reviews`).
 
@@ -16,13 +17,16 @@ stored) with its own CSRF token; sign-out revokes it server-side; it expires aft
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
+import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -34,11 +38,15 @@ from faceledger.ledger.keys import ApiKey
 from faceledger.results import FaceResult, image_sha256
 from faceledger.search import operations
 from faceledger.search.ranking import Aggregate, Candidate
-from faceledger.service.core import LOCAL_ACTOR
-from faceledger.service.search import SearchOps
+from faceledger.service.core import LOCAL_ACTOR, Progress
+from faceledger.service.media import MediaOps
 from faceledger.store.repository import now
 from faceledger.store.review import DISPUTED, OPEN, ReviewItem, ReviewSettings, ReviewStore
 from faceledger.types import Face
+
+if TYPE_CHECKING:
+    from faceledger.speech import SpeechModel
+    from faceledger.video import IndexOptions, TextReader, VideoIndex
 
 DECISIONS = {"confirm": "confirmed", "reject": "rejected", "unsure": "unsure"}
 MODES = ("always", "above", "never")
@@ -63,6 +71,29 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """A probe face (embedded, with quality) and the candidates offered for review."""
+
+    face: Face
+    candidates: Sequence[Candidate]
+    crop: Callable[[], bytes]
+    """The JPEG crop stored with its items (made only when one is stored)."""
+
+
+def offered(rule: ReviewSettings, candidates: Sequence[Candidate]) -> list[Candidate]:
+    """The candidates naming an enrolled person that the collection's rule admits."""
+    if rule.mode == "never":
+        return []
+    return [
+        c
+        for c in candidates
+        if c.person_id is not None
+        and c.person is not None
+        and not (rule.mode == "above" and c.fmr > (rule.max_fmr or 0.0))
+    ]
+
+
 def face_crop(rgb: np.ndarray[Any, Any], box: Sequence[float]) -> bytes:
     """A JPEG of the box (with a margin) cut from an RGB image, at most CROP_SIDE wide."""
     h, w = rgb.shape[:2]
@@ -77,8 +108,8 @@ def face_crop(rgb: np.ndarray[Any, Any], box: Sequence[float]) -> bytes:
     return out.getvalue()
 
 
-class ReviewOps(SearchOps):
-    """The review queue over identify, similar and verify; console sessions."""
+class ReviewOps(MediaOps):
+    """The review queue over identify, similar, verify and video indexing; console sessions."""
 
     @property
     def reviews(self) -> ReviewStore:
@@ -234,6 +265,36 @@ class ReviewOps(SearchOps):
             self._queue(collection, "verify", image, [(face, [cand])])
         return match
 
+    def index_video(
+        self,
+        collection: str,
+        path: str | os.PathLike[str],
+        *,
+        options: IndexOptions | None = None,
+        purpose: str | None = None,
+        case_ref: str | None = None,
+        actor: Actor = LOCAL_ACTOR,
+        progress: Progress | None = None,
+        text_reader: TextReader | None = None,
+        speech_model: SpeechModel | None = None,
+        file_name: str | None = None,
+    ) -> VideoIndex:
+        """:meth:`MediaOps.index_video`, then each identified person queued for review."""
+        result = super().index_video(
+            collection,
+            path,
+            options=options,
+            purpose=purpose,
+            case_ref=case_ref,
+            actor=actor,
+            progress=progress,
+            text_reader=text_reader,
+            speech_model=speech_model,
+            file_name=file_name,
+        )
+        self._queue_video(collection, result)
+        return result
+
     def _queue(
         self,
         collection: str,
@@ -244,41 +305,72 @@ class ReviewOps(SearchOps):
         """Store review items for the named candidates the collection's setting admits."""
         col = self.store.get_collection(collection)
         rule = self.reviews.settings(col.id)
-        if rule.mode == "never" or not any(c.person_id is not None for _, cs in found for c in cs):
+        admitted = [(face, offered(rule, cs)) for face, cs in found]
+        if not any(cs for _, cs in admitted):
             return []
         rgb = self.engine(col.model_pack).load(image)
-        sha = image_sha256(image)
+        probes = [
+            Probe(face, cs, partial(face_crop, rgb, face.box.as_list())) for face, cs in admitted
+        ]
+        return self._store_items(col.id, rule, operation, probes, image_sha256(image))
+
+    def _queue_video(self, collection: str, index: VideoIndex) -> list[int]:
+        """Review items for the video's people with named candidates: the probe is the
+        person's best face thumbnail, embedded again (no face found in it: no item)."""
+        col = self.store.get_collection(collection)
+        rule = self.reviews.settings(col.id)
+        engine = self.collection_engine(collection)[1]
+        probes: list[Probe] = []
+        for person in index.people:
+            candidates = offered(rule, person.candidates)
+            if not candidates or not person.thumbnail:
+                continue
+            crop = base64.b64decode(person.thumbnail)
+            faces = engine.embed(crop)
+            if faces:  # largest first
+                probes.append(Probe(faces[0], candidates, partial(bytes, crop)))
+        if not probes:
+            return []
+        return self._store_items(col.id, rule, "video.identify", probes, index.video_sha256)
+
+    def _store_items(
+        self,
+        collection_id: int,
+        rule: ReviewSettings,
+        operation: str,
+        probes: Sequence[Probe],
+        source_sha256: str | None,
+    ) -> list[int]:
+        """Store an item per probe and admitted candidate, in one write transaction:
+        persons erased since the search are not queued, faces erased since are not linked,
+        and a pairing a reviewer rejected is not offered again."""
         added: list[int] = []
         # Not a ledger entry of its own: the search's entry already records these
         # candidates (by pseudonym); each decision on them is an entry.
         with self.store.transaction() as tx:
             at = now()
             self.reviews.purge(tx.conn, at)
-            # A person erased since the search (the write lock is held from here on) is
-            # not queued, and a face erased since is not linked.
+            # The write lock is held from here on.
             alive, kept = self.reviews.existing(
                 tx.conn,
-                {c.person_id for _, cs in found for c in cs if c.person_id is not None},
-                {c.face_id for _, cs in found for c in cs if c.face_id >= 0},
+                {c.person_id for p in probes for c in p.candidates if c.person_id is not None},
+                {c.face_id for p in probes for c in p.candidates if c.face_id >= 0},
             )
-            for face, candidates in found:
-                probe = face.require_embedding().astype(np.float32)
+            for probe in probes:
+                face = probe.face
+                vector = face.require_embedding().astype(np.float32)
                 crop: bytes | None = None
-                for cand in candidates:
-                    if cand.person_id is None or cand.person is None:
+                for cand in probe.candidates:
+                    if cand.person_id is None or cand.person_id not in alive:
                         continue
-                    if cand.person_id not in alive:
-                        continue
-                    if rule.mode == "above" and cand.fmr > (rule.max_fmr or 0.0):
-                        continue
-                    rejected = self.reviews.rejected(tx.conn, cand.person_id, probe.size)
-                    if rejected.size and float(np.max(rejected @ probe)) >= SAME_PROBE:
+                    rejected = self.reviews.rejected(tx.conn, cand.person_id, vector.size)
+                    if rejected.size and float(np.max(rejected @ vector)) >= SAME_PROBE:
                         continue  # "not this person": never offered as them again
-                    crop = crop or face_crop(rgb, face.box.as_list())
+                    crop = crop or probe.crop()
                     added.append(
                         self.reviews.add_item(
                             tx.conn,
-                            collection_id=col.id,
+                            collection_id=collection_id,
                             person_id=cand.person_id,
                             face_id=cand.face_id if cand.face_id in kept else None,
                             operation=operation,
@@ -286,8 +378,8 @@ class ReviewOps(SearchOps):
                             fmr=float(cand.fmr),
                             quality={k: getattr(face.quality, k) for k in face.quality.__slots__},
                             probe_crop=crop,
-                            probe_embedding=probe.tobytes(),
-                            image_sha256=sha,
+                            probe_embedding=vector.tobytes(),
+                            image_sha256=source_sha256,
                             created_at=at,
                         )
                     )
