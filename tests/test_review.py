@@ -190,15 +190,12 @@ def test_a_video_index_queues_its_identified_people(service: FaceService, faces_
     with service.store.engine.connect() as conn:
         [row] = conn.execute(review_items.select().where(review_items.c.id == item.id)).all()
     assert row.image_sha256 == index.video_sha256 and len(row.probe_embedding) >= 512 * 4
+    service.set_review_settings("ham", ReviewSettings(mode="never"))
+    assert service.queue_video_review("ham", index) == []  # the same result: nothing queued
+    service.set_review_settings("ham", ReviewSettings(mode="always"))
+    assert len(service.queue_video_review("ham", index)) == 1  # queued again once allowed
     reviewer = _actor(service)
     assert service.decide(item.id, "reject", actor=reviewer).status == "rejected"
     entry = service.ledger.entries()[-1]
     assert entry["operation"] == "review.decide" and entry["request"]["item"] == item.id
-    # The same video again (its result as indexed): the rejected pairing is not offered
-    # again, and with the collection's mode "never" nothing is queued at all.
-    assert service._queue_video("ham", index) == []
-    service.set_review_settings("ham", ReviewSettings(mode="never"))
-    assert service._queue_video("ham", index) == []
-    service.set_review_settings("ham", ReviewSettings(mode="always"))
-    service.delete_person("ham", lin)  # erased: its rejections go with it, nothing to queue
-    assert service._queue_video("ham", index) == []
+    assert service.queue_video_review("ham", index) == []  # "not this person": not again

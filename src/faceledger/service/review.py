@@ -292,7 +292,7 @@ class ReviewOps(MediaOps):
             speech_model=speech_model,
             file_name=file_name,
         )
-        self._queue_video(collection, result)
+        self.queue_video_review(collection, result)
         return result
 
     def _queue(
@@ -314,9 +314,13 @@ class ReviewOps(MediaOps):
         ]
         return self._store_items(col.id, rule, operation, probes, image_sha256(image))
 
-    def _queue_video(self, collection: str, index: VideoIndex) -> list[int]:
+    def queue_video_review(self, collection: str, index: VideoIndex) -> list[int]:
         """Review items for the video's people with named candidates: the probe is the
-        person's best face thumbnail, embedded again (no face found in it: no item)."""
+        person's best face thumbnail, embedded again (no face found in it: no item).
+
+        :meth:`index_video` calls it; a front storing an index computed elsewhere (a Ray
+        cluster) calls it after :meth:`store_video_index`.
+        """
         col = self.store.get_collection(collection)
         rule = self.reviews.settings(col.id)
         engine = self.collection_engine(collection)[1]
