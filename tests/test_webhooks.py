@@ -157,6 +157,7 @@ def test_a_video_job_announces_its_end_to_its_webhook(
                 time.sleep(0.2)
                 job = c.video_job(accepted["job"])
             assert job["status"] == "done" and job["webhook"]["delivered"] is True
+            assert job["file_name"] == clip.name  # the client names the file it sends
             assert job["webhook"]["url"] == receiver.url and "secret" not in job["webhook"]
             assert secret not in json.dumps(c._call("GET", "/v1/videos"))
     finally:

@@ -270,9 +270,13 @@ class Client:
         ocr: bool = True,
         speech: bool = True,
         webhook: str | None = None,
+        name: str | None = None,
     ) -> dict[str, Any]:
         """Queue a video or audio file for indexing: ``{"job": id}``, and with ``webhook``
-        the ``webhook_secret`` its announcement is signed with (shown once)."""
+        the ``webhook_secret`` its announcement is signed with (shown once). The media
+        index keeps the file under ``name`` (default: the path's file name)."""
+        if name is None and not isinstance(video, bytes):
+            name = Path(video).name
         params: dict[str, Any] = {
             "collection": collection,
             "purpose": purpose,
@@ -281,6 +285,7 @@ class Client:
             "speech": speech,
             **({"case": case} if case else {}),
             **({"webhook": webhook} if webhook else {}),
+            **({"name": name} if name else {}),
         }
         return dict(self._call("POST", "/v1/videos", params=params, content=_bytes(video)))
 
