@@ -20,12 +20,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import os
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,15 +38,14 @@ from faceledger.ledger.keys import ApiKey
 from faceledger.results import FaceResult, image_sha256
 from faceledger.search import operations
 from faceledger.search.ranking import Aggregate, Candidate
-from faceledger.service.core import LOCAL_ACTOR, Progress
+from faceledger.service.core import LOCAL_ACTOR
 from faceledger.service.media import MediaOps
 from faceledger.store.repository import now
 from faceledger.store.review import DISPUTED, OPEN, ReviewItem, ReviewSettings, ReviewStore
 from faceledger.types import Face
 
 if TYPE_CHECKING:
-    from faceledger.speech import SpeechModel
-    from faceledger.video import IndexOptions, TextReader, VideoIndex
+    from faceledger.video import VideoIndex
 
 DECISIONS = {"confirm": "confirmed", "reject": "rejected", "unsure": "unsure"}
 MODES = ("always", "above", "never")
@@ -265,35 +264,20 @@ class ReviewOps(MediaOps):
             self._queue(collection, "verify", image, [(face, [cand])])
         return match
 
-    def index_video(
+    def store_video_index(
         self,
         collection: str,
-        path: str | os.PathLike[str],
+        index: VideoIndex,
         *,
-        options: IndexOptions | None = None,
-        purpose: str | None = None,
-        case_ref: str | None = None,
+        file_name: str | Path,
         actor: Actor = LOCAL_ACTOR,
-        progress: Progress | None = None,
-        text_reader: TextReader | None = None,
-        speech_model: SpeechModel | None = None,
-        file_name: str | None = None,
-    ) -> VideoIndex:
-        """:meth:`MediaOps.index_video`, then each identified person queued for review."""
-        result = super().index_video(
-            collection,
-            path,
-            options=options,
-            purpose=purpose,
-            case_ref=case_ref,
-            actor=actor,
-            progress=progress,
-            text_reader=text_reader,
-            speech_model=speech_model,
-            file_name=file_name,
-        )
-        self.queue_video_review(collection, result)
-        return result
+    ) -> int:
+        """:meth:`MediaIndexOps.store_video_index`, then each identified person queued for
+        review: every stored index (``index_video``, a video job, a Ray cluster's) goes
+        through here once."""
+        stored = super().store_video_index(collection, index, file_name=file_name, actor=actor)
+        self.queue_video_review(collection, index)
+        return stored
 
     def _queue(
         self,
@@ -318,8 +302,7 @@ class ReviewOps(MediaOps):
         """Review items for the video's people with named candidates: the probe is the
         person's best face thumbnail, embedded again (no face found in it: no item).
 
-        :meth:`index_video` calls it; a front storing an index computed elsewhere (a Ray
-        cluster) calls it after :meth:`store_video_index`.
+        :meth:`store_video_index` calls it for every stored index.
         """
         col = self.store.get_collection(collection)
         rule = self.reviews.settings(col.id)
