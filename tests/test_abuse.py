@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
 import subprocess
 import sys
@@ -17,7 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import av
 import httpx
+import numpy as np
 import pytest
 import sqlalchemy
 from PIL import Image
@@ -31,8 +34,10 @@ from faceledger.errors import (
     PurposeRequired,
     QualityTooLow,
     RequestAbandoned,
+    VideoTooLarge,
 )
 from faceledger.service import FaceService
+from faceledger.video import IndexOptions, index_video
 from tests.test_api import Server, start_server, stop_server
 
 pytestmark = pytest.mark.integration
@@ -467,3 +472,73 @@ def test_video_queue_is_capped_per_key(tmp_path: Path, faces_dir: Path) -> None:
         assert [p for p in (srv.data / "tmp").iterdir()] == []  # refused uploads are not kept
     finally:
         stop_server(srv)
+
+
+def _huge_mjpeg(path: Path, side: int = 12000) -> Path:
+    """Two grey ``side`` x ``side`` MJPEG frames in Matroska: a few MB on disk."""
+    with av.open(str(path), "w", format="matroska") as out:
+        stream = out.add_stream("mjpeg", rate=1)
+        stream.width = stream.height = side
+        stream.pix_fmt = "yuvj420p"
+        grey = np.full((side * 3 // 2, side), 128, np.uint8)
+        frame = av.VideoFrame.from_ndarray(grey, format="yuv420p").reformat(format="yuvj420p")
+        for pts in range(2):
+            frame.pts = pts
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+@pytest.mark.slow
+def test_video_caps_and_the_upload_disk_quota(tmp_path: Path, faces_dir: Path) -> None:
+    """Finding 3-4: a 12000x12000 MJPEG video was accepted, and uploads filled the disk."""
+    quota = 8_000_000
+    srv = start_server(
+        tmp_path / "data",
+        FACELEDGER_RATE_LIMIT="0",
+        FACELEDGER_MAX_VIDEO_SECONDS="2",
+        FACELEDGER_MAX_UPLOAD_DISK_BYTES=str(quota),
+    )
+    walking = faces_dir / "intel_sample_videos" / "mp4_from_gif" / "face-demographics-walking.mp4"
+    huge = _huge_mjpeg(tmp_path / "huge.mkv")
+    try:
+        with srv.client() as c:
+            c.create_collection("v", require_consent=False)
+        url = f"{srv.url}/v1/videos?collection=v&purpose=caps+test"
+        h = {"X-API-Key": srv.admin_key}
+
+        def post(body: Any) -> httpx.Response:
+            return httpx.post(url, content=body, headers=h, timeout=120)
+
+        r = post(huge.read_bytes())  # 2.0 s, under the duration cap: refused for its size
+        assert r.status_code == 413, r.text
+        assert r.json()["code"] == "video_too_large" and "12000x12000" in r.json()["detail"]
+        r = post(walking.read_bytes())  # 480x270 but 2.9 s, over MAX_VIDEO_SECONDS=2
+        assert r.status_code == 413 and r.json()["max_seconds"] == 2, r.text
+        assert httpx.get(f"{srv.url}/v1/videos", headers=h).json() == []  # nothing queued
+        # the quota: declared too big, then streamed too big (no Content-Length)
+        r = post(os.urandom(quota + 1))
+        assert r.status_code == 507 and r.json()["code"] == "storage_full", r.text
+        assert int(r.headers["Retry-After"]) >= 1
+        r = post(iter([b"\x00" * 1_000_000] * 9))
+        assert r.status_code == 507, r.text
+        # kept uploads count: 5 MB held for jobs leaves no room for 4 MB more
+        (srv.data / "jobs" / "held.video").write_bytes(b"\x00" * 5_000_000)
+        assert post(os.urandom(4_000_000)).status_code == 507
+        assert [p for p in (srv.data / "tmp").iterdir()] == []
+    finally:
+        stop_server(srv)
+
+
+def test_index_video_checks_the_caps_before_decoding(engine: Engine, tmp_path: Path) -> None:
+    """The library path (CLI, jobs) refuses from the headers too: the caps are options."""
+    huge = _huge_mjpeg(tmp_path / "huge.mkv")
+    options = IndexOptions(speech=False, ocr=False, max_pixels=3840 * 2160)
+    with pytest.raises(VideoTooLarge, match="12000x12000") as caught:
+        index_video(huge, engine=engine, collection="c", identify=lambda _: [], options=options)
+    assert caught.value.http_status == 413 and caught.value.code == "video_too_large"
+    with pytest.raises(VideoTooLarge, match="over the cap of 1 s"):
+        options = IndexOptions(speech=False, ocr=False, max_seconds=1)
+        index_video(huge, engine=engine, collection="c", identify=lambda _: [], options=options)

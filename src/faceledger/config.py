@@ -55,6 +55,17 @@ class Settings(BaseSettings):
     max_queued_videos: int = 4
     """Video jobs one key may have queued or running; beyond, 429 ``rate_limited`` before
     the upload is stored (0: no cap)."""
+    max_video_pixels: int = 3840 * 2160
+    """Largest video frame (width x height, 4K UHD by default) accepted: a larger one is
+    refused at upload with 413 ``video_too_large``, from its headers, before any frame is
+    decoded (0: no cap)."""
+    max_video_seconds: float = 4 * 3600.0
+    """Longest video or audio file (the container's duration) accepted, 4 hours by
+    default; a longer one is refused at upload with 413 ``video_too_large`` (0: no cap)."""
+    max_upload_disk_bytes: int = 4 * 1024 * 1024 * 1024
+    """Disk quota for the uploads the server holds (``DATA/tmp`` and ``DATA/jobs``): an
+    upload that would exceed it is refused with 507 ``storage_full`` and ``Retry-After``
+    while it is written, and nothing of it is kept (0: no quota)."""
     keep_videos: bool = False
     """Keep a video job's upload once it is indexed, so the review console can play it at
     the times of its timeline, until the job is deleted (``DELETE /v1/videos/{job}``). Off:

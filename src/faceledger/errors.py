@@ -13,11 +13,13 @@ FaceledgerError
  │    ├── PurposeRequired           a search was asked without a stated purpose
  │    ├── ConsentRequired           enrolment without a consent reference
  │    └── VideoError                a video could not be read (partly or at all)
+ │         └── VideoTooLarge        frame size or duration over its cap (headers, 413)
  ├── NotFound                   collection, person, face, job or key does not exist
  ├── Conflict                   name already taken, or embeddings of different packs mixed
  │    └── LimitExceeded         a person already holds the most faces allowed
  ├── RateLimited                too many requests for this key or address (Retry-After)
  ├── Overloaded                 the server has no capacity right now (503, Retry-After)
+ ├── StorageFull                uploads would exceed the disk quota (507, Retry-After)
  ├── RequestAbandoned           the caller gave up (timeout, disconnect): nothing was changed
  ├── AuthError
  │    ├── Unauthenticated       no key or an unknown key
@@ -110,6 +112,13 @@ class VideoError(InputError):
     http_status = 422
 
 
+class VideoTooLarge(VideoError):
+    """A video's frames or duration exceed the server's caps (read from its headers)."""
+
+    code = "video_too_large"
+    http_status = 413
+
+
 class NotFound(FaceledgerError):
     code = "not_found"
     http_status = 404
@@ -139,6 +148,17 @@ class Overloaded(FaceledgerError):
 
     code = "overloaded"
     http_status = 503
+
+
+class StorageFull(FaceledgerError):
+    """Kept uploads would exceed the disk quota; ``retry_after`` seconds says when to retry.
+
+    HTTP 507 Insufficient Storage: the request itself is fine and may succeed once queued
+    jobs finish and their uploads are removed; nothing of the refused upload is kept.
+    """
+
+    code = "storage_full"
+    http_status = 507
 
 
 class RequestAbandoned(FaceledgerError):

@@ -42,6 +42,7 @@ from faceledger.video.reader import (
     TimeSampler,
     VideoInfo,
     VideoReader,
+    check_media_limits,
     decode_ahead,
     probe_streams,
     signature_change,
@@ -98,6 +99,10 @@ class IndexOptions:
     """Transcribe (and translate) what is said."""
     hotwords: str | None = None
     """Words to expect in the speech (names, jargon), given to the speech model as hints."""
+    max_pixels: int | None = None
+    """Largest frame (width x height, from the headers) indexed; None: any size."""
+    max_seconds: float | None = None
+    """Longest file (the container's duration) indexed; None: any length."""
 
     def __post_init__(self) -> None:
         if self.fps is not None and not 0 < self.fps <= 120:
@@ -309,6 +314,7 @@ def index_video(
     if opts.speech and transcriber is None:
         raise InvalidArgument("indexing speech needs a transcriber (or speech off)")
     streams = probe_streams(path)
+    check_media_limits(streams, max_pixels=opts.max_pixels, max_seconds=opts.max_seconds)
     speaking = transcriber is not None and opts.speech and streams.audio
     if not streams.video and not speaking:
         raise VideoError(

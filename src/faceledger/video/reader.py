@@ -25,7 +25,7 @@ import av
 import cv2
 import numpy as np
 
-from faceledger.errors import InvalidArgument, VideoError
+from faceledger.errors import InvalidArgument, VideoError, VideoTooLarge
 from faceledger.types import FloatArray, UInt8Image
 
 DEFAULT_FPS = 4.0
@@ -128,6 +128,37 @@ class MediaStreams:
     audio: bool
     duration: float | None
     """Seconds (None when the container does not say)."""
+    width: int = 0
+    """Coded width of the first video stream in pixels (0 without video)."""
+    height: int = 0
+
+
+def check_media_limits(
+    streams: MediaStreams, *, max_pixels: int | None, max_seconds: float | None
+) -> None:
+    """Refuse a file whose headers claim more pixels per frame or more seconds than allowed.
+
+    Runs on what :func:`probe_streams` read from the headers, before any frame is decoded,
+    so a 12000x12000 video costs nothing. ``None`` (or 0) disables a cap.
+
+    Raises:
+        VideoTooLarge: the frame size or the duration is over its cap.
+    """
+    pixels = streams.width * streams.height
+    if max_pixels and pixels > max_pixels:
+        raise VideoTooLarge(
+            f"the video's frames are {streams.width}x{streams.height} "
+            f"({pixels / 1e6:.1f} Mpx), over the cap of {max_pixels / 1e6:.1f} Mpx",
+            width=streams.width,
+            height=streams.height,
+            max_pixels=max_pixels,
+        )
+    if max_seconds and streams.duration is not None and streams.duration > max_seconds:
+        raise VideoTooLarge(
+            f"the file lasts {streams.duration:.0f} s, over the cap of {max_seconds:g} s",
+            seconds=round(streams.duration, 3),
+            max_seconds=max_seconds,
+        )
 
 
 def probe_streams(path: str | os.PathLike[str]) -> MediaStreams:
@@ -141,10 +172,14 @@ def probe_streams(path: str | os.PathLike[str]) -> MediaStreams:
     try:
         with av.open(os.fspath(path), mode="r") as container:
             duration = container.duration
+            video = container.streams.video
+            ctx = video[0].codec_context if video else None
             return MediaStreams(
-                video=bool(container.streams.video),
+                video=bool(video),
                 audio=bool(container.streams.audio),
                 duration=duration / av.time_base if duration else None,
+                width=int(ctx.width or 0) if ctx is not None else 0,
+                height=int(ctx.height or 0) if ctx is not None else 0,
             )
     except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as exc:
         raise VideoError(f"cannot open the video: {_reason(exc)}") from exc

@@ -20,12 +20,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from faceledger.api.deps import SearcherKey, ServiceDep, actor_of
-from faceledger.errors import InvalidArgument
+from faceledger.config import Settings
+from faceledger.errors import InvalidArgument, StorageFull, VideoError
 from faceledger.ledger.keys import ApiKey, Role
 from faceledger.service.jobs import JobRecord, JobStatus, VideoJobs
 from faceledger.service.webhooks import Webhook
 from faceledger.store.mediatypes import MAX_FILE_NAME, check_file_name
 from faceledger.video import IndexOptions
+from faceledger.video.reader import check_media_limits, probe_streams
 
 MEDIA_TYPES = (
     "video/mp4",
@@ -41,6 +43,8 @@ MEDIA_TYPES = (
 """Raw-body content types documented for uploads (any type is read: FFmpeg sniffs it)."""
 JOB_TIME_BUDGET = 1800.0
 """Seconds of decoding a job may take before the rest of its video is reported unread."""
+QUOTA_RETRY_SECONDS = 60
+"""``Retry-After`` of a 507 ``storage_full``: queued jobs free their uploads as they end."""
 VIDEO_BODY = {
     "requestBody": {
         "content": {
@@ -129,14 +133,54 @@ def _owner(key: ApiKey) -> str | None:
     return None if key.role == Role.ADMIN else key.id
 
 
+def _uploads_bytes(settings: Settings) -> int:
+    """Bytes of the uploads held now: being received (``DATA/tmp``) and kept for jobs."""
+    total = 0
+    for folder in (settings.data / "tmp", settings.data / "jobs"):
+        if folder.is_dir():
+            for entry in folder.iterdir():
+                try:
+                    if entry.is_file():
+                        total += entry.stat().st_size
+                except FileNotFoundError:  # a job ended and removed its upload meanwhile
+                    continue
+    return total
+
+
+class _Quota:
+    """The room left under ``MAX_UPLOAD_DISK_BYTES`` when an upload starts."""
+
+    def __init__(self, quota: int, used: int) -> None:
+        self.quota, self.used = quota, used
+
+    def check(self, size: int) -> None:
+        """Refuse once ``size`` more bytes would not fit (a quota of 0 never refuses).
+
+        Raises:
+            StorageFull: with ``retry_after`` seconds (HTTP 507).
+        """
+        if self.quota > 0 and self.used + size > self.quota:
+            raise StorageFull(
+                f"uploads would exceed the disk quota (MAX_UPLOAD_DISK_BYTES {self.quota}, "
+                f"{self.used} bytes held): retry when queued jobs have finished",
+                retry_after=QUOTA_RETRY_SECONDS,
+            )
+
+
 async def _save_upload(
-    request: Request, directory: Path, *, name: str | None
+    request: Request, directory: Path, *, name: str | None, quota: _Quota
 ) -> tuple[Path, str | None]:
     """Stream the raw body or the multipart field ``video`` into a file in ``directory``.
+
+    The upload must fit in ``quota``: checked against ``Content-Length`` before anything
+    is written, then as each chunk arrives; a refused upload leaves no file.
 
     Returns the file and the video's name: ``name``, else the multipart field's file name
     (checked: a plain file name), else None.
     """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit():
+        quota.check(int(declared))
     directory.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=directory, prefix="video-", suffix=".upload")
     path, size = Path(temporary), 0
@@ -148,12 +192,14 @@ async def _save_upload(
                 if not isinstance(upload, UploadFile):
                     raise InvalidArgument("multipart upload needs a file field named 'video'")
                 while chunk := await upload.read(1 << 20):
+                    quota.check(size + len(chunk))
                     size += await run_in_threadpool(fh.write, chunk)
                 await form.close()
                 if name is None and upload.filename:
                     name = check_file_name(upload.filename)
             else:
                 async for chunk in request.stream():
+                    quota.check(size + len(chunk))
                     size += await run_in_threadpool(fh.write, chunk)
         if size == 0:
             raise InvalidArgument("the request has no video")
@@ -161,6 +207,29 @@ async def _save_upload(
         path.unlink(missing_ok=True)
         raise
     return path, name
+
+
+def _check_headers(path: Path, settings: Settings) -> None:
+    """Refuse (and remove) an upload whose headers claim frames or a duration over the caps.
+
+    A file FFmpeg cannot open is left to the job, which reports why it could not be read.
+
+    Raises:
+        VideoTooLarge: over ``MAX_VIDEO_PIXELS`` or ``MAX_VIDEO_SECONDS`` (HTTP 413).
+    """
+    try:
+        streams = probe_streams(path)
+    except VideoError:
+        return
+    try:
+        check_media_limits(
+            streams,
+            max_pixels=settings.max_video_pixels,
+            max_seconds=settings.max_video_seconds,
+        )
+    except VideoError:
+        path.unlink(missing_ok=True)
+        raise
 
 
 @router.post(
@@ -207,7 +276,14 @@ async def submit_video(
     file_name = None if name is None else check_file_name(name)  # before the upload
     hook = None if webhook is None else Webhook.new(webhook)  # checked before the upload
     await run_in_threadpool(_jobs(request).check_queue, key.id)  # before the upload is kept
-    path, file_name = await _save_upload(request, service.settings.data / "tmp", name=file_name)
+    settings = service.settings
+    quota = _Quota(
+        settings.max_upload_disk_bytes, await run_in_threadpool(_uploads_bytes, settings)
+    )
+    path, file_name = await _save_upload(
+        request, settings.data / "tmp", name=file_name, quota=quota
+    )
+    await run_in_threadpool(_check_headers, path, settings)  # before the job is queued
     options = IndexOptions(
         fps=None if every_frame else fps,
         ocr=ocr,
@@ -215,6 +291,8 @@ async def submit_video(
         time_budget=JOB_TIME_BUDGET,
         speech=speech,
         hotwords=hotwords or None,
+        max_pixels=settings.max_video_pixels or None,
+        max_seconds=settings.max_video_seconds or None,
     )
     job = await run_in_threadpool(
         partial(
