@@ -37,7 +37,7 @@ from faceledger.errors import (
     VideoTooLarge,
 )
 from faceledger.service import FaceService
-from faceledger.video import IndexOptions, index_video
+from faceledger.video import IndexOptions, VideoReader, index_video, probe_streams
 from tests.test_api import Server, start_server, stop_server
 
 pytestmark = pytest.mark.integration
@@ -542,3 +542,25 @@ def test_index_video_checks_the_caps_before_decoding(engine: Engine, tmp_path: P
     with pytest.raises(VideoTooLarge, match="over the cap of 1 s"):
         options = IndexOptions(speech=False, ocr=False, max_seconds=1)
         index_video(huge, engine=engine, collection="c", identify=lambda _: [], options=options)
+
+
+def test_a_stream_without_a_stated_duration_stops_at_the_cap(tmp_path: Path) -> None:
+    """A raw MJPEG stream states no duration: reading stops at ``max_seconds`` instead."""
+    path = tmp_path / "raw.mjpeg"
+    with av.open(str(path), "w", format="mjpeg") as out:
+        stream = out.add_stream("mjpeg", rate=25)
+        stream.width = stream.height = 64
+        stream.pix_fmt = "yuvj420p"
+        grey = np.full((96, 64), 128, np.uint8)
+        frame = av.VideoFrame.from_ndarray(grey, format="yuv420p").reformat(format="yuvj420p")
+        for pts in range(25):
+            frame.pts = pts
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    assert probe_streams(path).duration is None
+    with VideoReader(path, fps=None, max_seconds=0.5) as reader:
+        times = [f.time for f in reader]
+    assert reader.error is not None and "cap of 0.5 s" in reader.error.message
+    assert 0.5 < times[-1] < 0.6 and len(times) < 25

@@ -442,7 +442,11 @@ def _frame_pass(
             progress(done, total + extra)
 
     with VideoReader(
-        path, fps=rate, max_side=opts.max_side, time_budget=opts.time_budget
+        path,
+        fps=rate,
+        max_side=opts.max_side,
+        time_budget=opts.time_budget,
+        max_seconds=opts.max_seconds,
     ) as reader:
         info = reader.info
         per_second = rate or info.fps

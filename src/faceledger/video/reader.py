@@ -200,8 +200,13 @@ class VideoReader:
         max_side: int | None = None,
         max_packet_errors: int = MAX_PACKET_ERRORS,
         time_budget: float | None = None,
+        max_seconds: float | None = None,
     ) -> None:
         self.sampler = TimeSampler(fps)
+        self.max_seconds = max_seconds
+        """Reading stops past this many seconds: the cap on duration for a stream whose
+        headers do not state it (a file that states it is refused before, by
+        :func:`check_media_limits`)."""
         self.max_side = max_side
         self.max_packet_errors = max_packet_errors
         self.time_budget = time_budget
@@ -283,6 +288,13 @@ class VideoReader:
                     break
                 continue
             yield from self._sampled(frames)
+            if (
+                self.max_seconds
+                and self.last_time is not None
+                and self.last_time > self.max_seconds
+            ):
+                self._stop(f"reading stopped at the cap of {self.max_seconds:g} s")
+                break
         if self.error is None:
             self._check_complete(failed)
 
