@@ -527,7 +527,38 @@ def test_video_caps_and_the_upload_disk_quota(tmp_path: Path, faces_dir: Path) -
         # kept uploads count: 5 MB held for jobs leaves no room for 4 MB more
         (srv.data / "jobs" / "held.video").write_bytes(b"\x00" * 5_000_000)
         assert post(os.urandom(4_000_000)).status_code == 507
-        assert [p for p in (srv.data / "tmp").iterdir()] == []
+        (srv.data / "jobs" / "held.video").unlink()
+        # two uploads at once: one that started first still sees what the other writes
+        tmp = srv.data / "tmp"
+        gates = [threading.Event(), threading.Event()]
+
+        def slow(before: int, gate: threading.Event, after: int) -> Iterator[bytes]:
+            yield from [b"\x00" * 1_000_000] * before
+            gate.wait(60)
+            yield from [b"\x00" * 1_000_000] * after
+
+        def held_at_least(size: int) -> None:
+            deadline = time.monotonic() + 60
+            while sum(p.stat().st_size for p in tmp.iterdir()) < size:
+                assert time.monotonic() < deadline, "the upload never arrived"
+                time.sleep(0.1)
+
+        answers: dict[str, httpx.Response] = {}
+        senders = [
+            threading.Thread(target=lambda: answers.update(early=post(slow(1, gates[0], 4)))),
+            threading.Thread(target=lambda: answers.update(late=post(slow(5, gates[1], 0)))),
+        ]
+        senders[0].start()
+        held_at_least(1_000_000)
+        senders[1].start()
+        held_at_least(6_000_000)
+        gates[0].set()  # the early one goes on: 5 MB of the other + its 5 MB > 8 MB
+        senders[0].join(60)
+        gates[1].set()
+        senders[1].join(60)
+        assert answers["early"].status_code == 507, answers["early"].text
+        assert answers["late"].status_code == 202, answers["late"].text  # fits: queued
+        assert [p for p in tmp.iterdir()] == []
     finally:
         stop_server(srv)
 

@@ -148,21 +148,42 @@ def _uploads_bytes(settings: Settings) -> int:
 
 
 class _Quota:
-    """The room left under ``MAX_UPLOAD_DISK_BYTES`` when an upload starts."""
+    """The room under ``MAX_UPLOAD_DISK_BYTES`` for one upload, given what others hold.
 
-    def __init__(self, quota: int, used: int) -> None:
-        self.quota, self.used = quota, used
+    What the other uploads hold is measured from the folders when the upload starts and
+    again after every ``RESCAN_BYTES`` written, so uploads received at the same time see
+    each other's bytes (overshoot is bounded by that much per concurrent upload).
+    """
 
-    def check(self, size: int) -> None:
-        """Refuse once ``size`` more bytes would not fit (a quota of 0 never refuses).
+    RESCAN_BYTES = 1 << 20
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.quota = settings.max_upload_disk_bytes
+        self.others = 0
+        self.seen = 0
+        """This upload's bytes written when the folders were last measured."""
+
+    async def measure(self, written: int) -> None:
+        """Measure the folders; ``written`` bytes of them are this upload's own."""
+        if self.quota > 0:
+            held = await run_in_threadpool(_uploads_bytes, self.settings)
+            self.others, self.seen = max(0, held - written), written
+
+    async def check(self, written: int, more: int) -> None:
+        """Refuse if ``more`` bytes after ``written`` would not fit (0: no quota).
 
         Raises:
             StorageFull: with ``retry_after`` seconds (HTTP 507).
         """
-        if self.quota > 0 and self.used + size > self.quota:
+        if self.quota <= 0:
+            return
+        if written - self.seen >= self.RESCAN_BYTES:
+            await self.measure(written)
+        if self.others + written + more > self.quota:
             raise StorageFull(
                 f"uploads would exceed the disk quota (MAX_UPLOAD_DISK_BYTES {self.quota}, "
-                f"{self.used} bytes held): retry when queued jobs have finished",
+                f"{self.others} bytes held): retry when queued jobs have finished",
                 retry_after=QUOTA_RETRY_SECONDS,
             )
 
@@ -179,8 +200,9 @@ async def _save_upload(
     (checked: a plain file name), else None.
     """
     declared = request.headers.get("content-length", "")
+    await quota.measure(0)
     if declared.isdigit():
-        quota.check(int(declared))
+        await quota.check(0, int(declared))
     directory.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=directory, prefix="video-", suffix=".upload")
     path, size = Path(temporary), 0
@@ -192,14 +214,14 @@ async def _save_upload(
                 if not isinstance(upload, UploadFile):
                     raise InvalidArgument("multipart upload needs a file field named 'video'")
                 while chunk := await upload.read(1 << 20):
-                    quota.check(size + len(chunk))
+                    await quota.check(size, len(chunk))
                     size += await run_in_threadpool(fh.write, chunk)
                 await form.close()
                 if name is None and upload.filename:
                     name = check_file_name(upload.filename)
             else:
                 async for chunk in request.stream():
-                    quota.check(size + len(chunk))
+                    await quota.check(size, len(chunk))
                     size += await run_in_threadpool(fh.write, chunk)
         if size == 0:
             raise InvalidArgument("the request has no video")
@@ -277,9 +299,7 @@ async def submit_video(
     hook = None if webhook is None else Webhook.new(webhook)  # checked before the upload
     await run_in_threadpool(_jobs(request).check_queue, key.id)  # before the upload is kept
     settings = service.settings
-    quota = _Quota(
-        settings.max_upload_disk_bytes, await run_in_threadpool(_uploads_bytes, settings)
-    )
+    quota = _Quota(settings)
     path, file_name = await _save_upload(
         request, settings.data / "tmp", name=file_name, quota=quota
     )
