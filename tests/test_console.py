@@ -135,6 +135,7 @@ def test_enrol_the_cast_from_the_people_page(console: Console) -> None:
     assert page.locator("table.persons tbody tr").count() == len(CAST)
     shot(page, "people")
     page.get_by_role("link", name="sheldon").click()
+    page.wait_for_load_state("load")  # every image fetched (a loaded machine was slower)
     assert page.locator("table.faces img").count() == 4
     assert page.evaluate(
         "[...document.querySelectorAll('table.faces img')].every(i => i.naturalWidth > 0)"
@@ -155,6 +156,7 @@ def test_identify_fills_the_queue_and_decisions_reach_the_ledger(console: Consol
     page = console.sign_in("searcher")
     rows = page.locator("table.queue tr.item")
     assert rows.count() >= len(found) >= 2
+    page.wait_for_load_state("load")
     assert page.evaluate(
         "[...document.querySelectorAll('img.crop')].every(i => i.complete && i.naturalWidth > 0)"
     )

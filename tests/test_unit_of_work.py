@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -167,3 +168,66 @@ def test_a_timed_out_enrolment_is_never_stored(hasty_server: Server, faces_dir: 
     ).json()["entries"]
     enrolled = [e for e in entries if e["operation"] == "face.enroll"]
     assert len(enrolled) == committed
+
+
+@pytest.mark.integration
+def test_a_request_whose_client_disconnects_is_never_stored(
+    tmp_path: Path, faces_dir: Path
+) -> None:
+    """#13 "timeouts mean no": a client that hangs up before the answer is not left with
+    work that lands silently. One image slot is kept busy by a slow request, so the
+    enrolment waits for it; its client disconnects meanwhile; the enrolment then rolls
+    back at its commit point instead of storing the face."""
+    import io
+    import socket
+
+    import numpy as np
+    from PIL import Image
+
+    server = start_server(tmp_path / "data", FACELEDGER_RATE_LIMIT="0", FACELEDGER_IMAGE_SLOTS="1")
+    try:
+        headers = {"X-API-Key": server.admin_key}
+        url = server.url
+        httpx.post(
+            f"{url}/v1/collections", json={"name": "t", "require_consent": False}, headers=headers
+        )
+        httpx.post(f"{url}/v1/collections/t/persons", json={"name": "p"}, headers=headers)
+        group = np.asarray(Image.open(faces_dir / "faceapi_bbt/group/bbt1.jpg").convert("RGB"))
+        slow = io.BytesIO()  # a tile of 200 faces: the identify embeds 100 of them
+        Image.fromarray(np.tile(group, (6, 6, 1))).save(slow, "JPEG", quality=85)
+        busy = threading.Thread(
+            target=lambda: httpx.post(
+                f"{url}/v1/collections/t/identify",
+                params={"purpose": "keep the slot busy"},
+                content=slow.getvalue(),
+                headers=headers,
+                timeout=120,
+            )
+        )
+        busy.start()
+        time.sleep(0.3)  # the slow request holds the one slot
+        image = (faces_dir / "faceapi_bbt/identities/amy/amy1.png").read_bytes()
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(
+                (
+                    f"POST /v1/collections/t/persons/p/faces HTTP/1.1\r\nHost: {host}\r\n"
+                    f"X-API-Key: {server.admin_key}\r\nContent-Type: image/png\r\n"
+                    f"Content-Length: {len(image)}\r\n\r\n"
+                ).encode()
+                + image
+            )
+            time.sleep(0.3)  # the enrolment is waiting for the slot: hang up
+        busy.join(timeout=120)
+        time.sleep(3.0)  # the enrolment got its slot, embedded, and reached its commit
+        faces = httpx.get(f"{url}/v1/collections/t/persons/p/faces", headers=headers).json()
+        assert faces == []
+        entries = httpx.get(f"{url}/v1/audit", params={"limit": 1000}, headers=headers).json()
+        assert not [e for e in entries["entries"] if e["operation"] == "face.enroll"]
+        # the same enrolment from a client that waits is stored
+        done = httpx.post(
+            f"{url}/v1/collections/t/persons/p/faces", content=image, headers=headers, timeout=60
+        )
+        assert done.status_code == 201, done.text
+    finally:
+        stop_server(server)

@@ -101,14 +101,23 @@ class BodyLimit:
                 )
 
 
+async def _disconnected(receive: Receive, body_read: asyncio.Event) -> None:
+    """Return when the client hangs up (listened for once the app has read the body)."""
+    await body_read.wait()
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
 class Timeout:
-    """Answer 504 when a request takes longer than ``seconds``, and abandon its work.
+    """Answer 504 when a request takes longer than ``seconds``, and abandon its work; abandon
+    it too when its client disconnects before the answer.
 
     The request runs under a :class:`~faceledger.service.work.RequestGuard`: at the
-    deadline the guard decides between the timeout and the request's commit. If the work
-    had not begun to commit it is abandoned (it rolls back instead of committing) and the
-    client gets 504; if it had, its answer is awaited and sent. So a 504 always means that
-    nothing changed.
+    deadline, or when the client hangs up, the guard decides between giving up and the
+    request's commit. If the work had not begun to commit it is abandoned (it rolls back
+    instead of committing) and the client gets 504 (a client that hung up gets nothing);
+    if it had, its answer is awaited and sent. So a 504, or a dropped connection, means
+    that nothing changed unless the answer was already on its way.
     """
 
     def __init__(self, app: ASGIApp, *, seconds: float) -> None:
@@ -127,23 +136,36 @@ class Timeout:
                 started = True
             await send(message)
 
+        body_read = asyncio.Event()
+
+        async def tracking_receive() -> Message:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_read.set()  # from here on, receive() only reports a disconnect
+            return message
+
         guard = RequestGuard()
         # the task copies this context, threads it starts too: the request's work is
         # abandoned with it, and refused (503) rather than queued when images are backed up
         with abandon_on(guard), bounded():
-            task = asyncio.ensure_future(self.app(scope, receive, tracking_send))
+            task = asyncio.ensure_future(self.app(scope, tracking_receive, tracking_send))
+        hangup = asyncio.ensure_future(_disconnected(receive, body_read))
         try:
-            await asyncio.wait_for(asyncio.shield(task), self.seconds)
+            done, _ = await asyncio.wait(
+                {task, hangup}, timeout=self.seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            hangup.cancel()
+        if task in done:
+            task.result()  # the app's own outcome, exceptions included
             return
-        except TimeoutError:
-            pass
         if not guard.try_abandon():
             await task  # it is committing: its answer, not a 504
             return
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        if not started:
+        if not started and hangup not in done:
             await _send_problem(send, 504, "timeout", f"request took longer than {self.seconds} s")
 
 
