@@ -10,8 +10,10 @@ here from what each route is made of, so a new route is documented by constructi
 409          the route touches a collection (its model may have changed) or creates
              a named resource (POST with a JSON body)
 413          the route takes a request body (``BodyLimit``)
-415          the route decodes an uploaded image (``uploads.read_image`` and kin)
+415, 503     the route decodes an uploaded image (``uploads.read_image`` and kin);
+             503 when every image slot is busy and the queue is full
 422          the route has any parameter or body (validation, or a refused face)
+507          ``POST /v1/videos``: the uploads held would exceed the disk quota
 500, 504     every route but ``/healthz``: unexpected errors, and ``Timeout``
 ===========  ================================================================
 """
@@ -39,13 +41,15 @@ DESCRIPTIONS = {
     404: "The collection, person, face, key or job does not exist (`not_found`).",
     409: "A name already taken, embeddings of another model, or a limit reached "
     "(`conflict`, `limit_exceeded`).",
-    413: "The body or image is larger than allowed (`image_too_large`).",
+    413: "The body, image or video is larger than allowed (`image_too_large`, `video_too_large`).",
     415: "The upload is not an image format the server decodes (`unsupported_format`).",
     422: "Malformed request, or a refused face: `invalid_argument`, `no_face`, "
     "`multiple_faces`, `quality_too_low`, `purpose_required`, `consent_required`, "
     "`corrupt_image`.",
     429: "Too many requests for this key; see `Retry-After` (`rate_limited`).",
     500: "An unexpected error, logged on the server (`internal_error`).",
+    503: "Every image slot is busy and the queue is full; see `Retry-After` (`overloaded`).",
+    507: "The uploads held would exceed the disk quota; see `Retry-After` (`storage_full`).",
     504: "The request took too long and was abandoned; nothing changed (`timeout`).",
 }
 
@@ -93,7 +97,9 @@ def problem_statuses(route: RouteContext) -> list[int]:
     if writes:
         statuses.add(413)
     if names & UPLOAD_READERS:
-        statuses.add(415)
+        statuses |= {415, 503}
+    if route.path_format == "/v1/videos" and "POST" in (route.methods or set()):
+        statuses.add(507)
     if has_body or queries or route.dependant.path_params:
         statuses.add(422)
     if route.path_format == "/healthz":
