@@ -68,7 +68,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         jobs = VideoJobs(service)
         app.state.service = service
         app.state.video_jobs = jobs
-        app.state.limiter = RateLimiter(rate=settings.rate_limit, burst=settings.rate_burst)
+        engine = service.store.engine  # PostgreSQL: one bucket per key for all replicas
+        app.state.limiter = RateLimiter(
+            rate=settings.rate_limit,
+            burst=settings.rate_burst,
+            shared=engine if engine.dialect.name == "postgresql" else None,
+        )
         try:
             yield
         finally:

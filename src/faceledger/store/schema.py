@@ -314,3 +314,14 @@ face_vectors = Table(
     Column("collection_id", Integer, nullable=False),
     Column("embedding", HALFVEC(), nullable=False),
 )
+
+# Rate-limit token buckets shared by the replicas of a PostgreSQL store (SQLite keeps its
+# one process's buckets in memory); see ``faceledger.store.ratelimits``.
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("key", String(300), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("updated", Float, nullable=False),
+    Column("allowed", Boolean, nullable=False),
+)
