@@ -85,7 +85,6 @@ def index_archive(
     """Index every video under DIRECTORY: who appears when, and the text on screen."""
     from faceledger.batch.archive import find_videos, index_locally, index_on_ray, pending_videos
     from faceledger.batch.types import EngineSpec
-    from faceledger.types import FloatArray
     from faceledger.video import IndexOptions
 
     if not directory.is_dir():
@@ -126,18 +125,9 @@ def index_archive(
         else:
             col, engine = svc.collection_engine(collection)
 
-            def identify(templates: FloatArray, about: dict[str, Any]) -> Any:
-                return svc.identify_embeddings(
-                    collection,
-                    templates,
-                    top=options.top,
-                    max_fmr=options.max_fmr,
-                    purpose=purpose,
-                    case_ref=case,
-                    operation="video.identify",
-                    request=about,
-                    actor=actor,
-                )
+            identify = svc.video_identifier(
+                collection, options, purpose=purpose, case_ref=case, actor=actor
+            )
 
             report = index_on_ray(
                 todo,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,34 @@ class MediaOps(SearchOps, MediaIndexOps):
         """Refuse an indexing request early: unknown collection or a missing required purpose."""
         self.store.get_collection(collection)
         self.check_purpose(purpose)
+
+    def video_identifier(
+        self,
+        collection: str,
+        options: IndexOptions,
+        *,
+        purpose: str | None,
+        case_ref: str | None,
+        actor: Actor,
+    ) -> Callable[[FloatArray, dict[str, Any]], list[list[Candidate]]]:
+        """How a video's track templates are identified against ``collection``: one
+        audited ``video.identify`` search per video (also for tracks made elsewhere, e.g.
+        on a Ray cluster)."""
+
+        def identify(templates: FloatArray, about: dict[str, Any]) -> list[list[Candidate]]:
+            return self.identify_embeddings(
+                collection,
+                templates,
+                top=options.top,
+                max_fmr=options.max_fmr,
+                purpose=purpose,
+                case_ref=case_ref,
+                operation="video.identify",
+                request=about,
+                actor=actor,
+            )
+
+        return identify
 
     def index_video(
         self,
@@ -61,19 +90,9 @@ class MediaOps(SearchOps, MediaIndexOps):
         opts = options or IndexOptions()
         _, engine = self.collection_engine(collection)
 
-        def identify(templates: FloatArray, about: dict[str, Any]) -> list[list[Candidate]]:
-            return self.identify_embeddings(
-                collection,
-                templates,
-                top=opts.top,
-                max_fmr=opts.max_fmr,
-                purpose=purpose,
-                case_ref=case_ref,
-                operation="video.identify",
-                request=about,
-                actor=actor,
-            )
-
+        identify = self.video_identifier(
+            collection, opts, purpose=purpose, case_ref=case_ref, actor=actor
+        )
         result = index_video(
             path,
             engine=engine,
