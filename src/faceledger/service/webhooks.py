@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -114,7 +115,7 @@ def deliver(
     attempts: int = ATTEMPTS,
     backoff: float = BACKOFF_SECONDS,
     timeout: float = TIMEOUT_SECONDS,
-    stop: Any = None,
+    stop: threading.Event | None = None,
 ) -> Delivery:
     """POST ``payload`` as JSON, signed, until a 2xx answer or ``attempts`` run out.
 
@@ -140,9 +141,6 @@ def deliver(
             if error is None or made == attempts:
                 break
             wait = backoff * 2 ** (made - 1)
-            if stop is not None:
-                if stop.wait(wait):
-                    break
-            else:
-                time.sleep(wait)
+            if (stop or threading.Event()).wait(wait):  # set: the server is stopping
+                break
     return Delivery(status, made, error, datetime.now(UTC).isoformat(timespec="seconds"))
