@@ -18,16 +18,16 @@ import importlib.util
 import re
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 
 from faceledger.engine import Engine
-from faceledger.errors import FaceledgerError, InvalidArgument, StoreError
+from faceledger.errors import FaceledgerError, InvalidArgument, ModelError, StoreError
 from faceledger.types import FloatArray
 
 Mode = Literal["detected", "aligned", "center"]
@@ -101,11 +101,13 @@ class EmbeddingCache:
     """Embeddings of one model (``model_id``) in ``root/<model_id>.sqlite``.
 
     Only the thread that opened it may use it; the engine's worker threads compute and
-    this thread stores.
+    this thread stores. With a ``remote`` (e.g. :class:`faceledger.batch.evaluation.
+    RayImageEmbedder`), :func:`embed_images` has the images it lacks embedded there.
     """
 
-    def __init__(self, root: Path, model_id: str) -> None:
+    def __init__(self, root: Path, model_id: str, *, remote: RemoteEmbedder | None = None) -> None:
         self.model_id = model_id
+        self.remote = remote
         safe = re.sub(r"[^A-Za-z0-9_.@-]+", "_", model_id)
         self.path = root / f"{safe}.sqlite"
         try:
@@ -160,21 +162,70 @@ class EmbeddingCache:
         self._db.close()
 
 
-def _compute(engine: Engine, path: Path, mode: Mode) -> ImageEmbedding:
+@dataclass(frozen=True, slots=True)
+class ImageTask:
+    """One image the cache lacks: its path and the SHA-256 its bytes had when listed."""
+
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """What one image contributes to the cache: its key (``sha256``, ``mode``) and result.
+
+    ``sha256`` is the digest of the bytes that were embedded (``None`` when the file could
+    not be read) and ``mode`` the :func:`mode_key` of the process that embedded them, so an
+    entry made on another node is stored under what it really is.
+    """
+
+    sha256: str | None
+    mode: str
+    result: ImageEmbedding
+
+
+def embed_image(engine: Engine, path: Path, *, mode: Mode) -> CacheEntry:
+    """Read one image file once, hash and embed its bytes as ``mode`` says: its cache entry.
+
+    The one per-image step of :func:`embed_images`, whether it runs here or in a worker
+    on another machine. A read or decoding error is kept as the result's ``error`` code.
+    """
+    key = mode_key(engine, mode)
     try:
         data = path.read_bytes()
     except OSError:
-        return ImageEmbedding(None, 0, "unreadable")
+        return CacheEntry(None, key, ImageEmbedding(None, 0, "unreadable"))
+    sha = hashlib.sha256(data).hexdigest()
     try:
         if mode == "aligned":
-            return ImageEmbedding(engine.embed_aligned([data])[0], 1)
-        if mode == "center":
-            face = engine.embed_center(data)
-            return ImageEmbedding(face.embedding, 1)
-        faces = engine.embed(data)
-        return ImageEmbedding(faces[0].embedding if faces else None, len(faces))
+            result = ImageEmbedding(engine.embed_aligned([data])[0], 1)
+        elif mode == "center":
+            result = ImageEmbedding(engine.embed_center(data).embedding, 1)
+        else:
+            faces = engine.embed(data)
+            result = ImageEmbedding(faces[0].embedding if faces else None, len(faces))
     except FaceledgerError as exc:
-        return ImageEmbedding(None, 0, exc.code)
+        result = ImageEmbedding(None, 0, exc.code)
+    return CacheEntry(sha, key, result)
+
+
+Batches = Iterator[tuple[list[ImageTask], list[CacheEntry]]]
+"""Tasks with their entries in task order, a batch at a time as batches finish."""
+
+
+class RemoteEmbedder(Protocol):
+    """Computes the entries of images the cache lacks somewhere else (a Ray cluster)."""
+
+    def embed(self, tasks: Sequence[ImageTask], *, mode: Mode) -> Batches:
+        """Each batch of ``tasks`` with its entries (made by :func:`embed_image`), any order."""
+        ...
+
+
+def _embed_here(engine: Engine, tasks: Sequence[ImageTask], mode: Mode) -> Batches:
+    """One image a batch, on the engine's threads (the caller groups its cache writes)."""
+    entries = engine.map(lambda t: embed_image(engine, Path(t.path), mode=mode), tasks)
+    for task, entry in zip(tasks, entries, strict=True):
+        yield [task], [entry]
 
 
 def embed_images(
@@ -187,7 +238,14 @@ def embed_images(
 ) -> list[ImageEmbedding]:
     """Embed each image once per content and mode, reading cached results where present.
 
-    Identical files are embedded once. ``progress(done, total)`` counts images.
+    Identical files are embedded once. The images the cache lacks are embedded by the
+    cache's :attr:`~EmbeddingCache.remote` when it has one, else by ``engine`` here, and
+    stored a batch at a time as they finish, so a run that stops part way resumes from
+    the cache. ``progress(done, total)`` counts images.
+
+    Raises:
+        StoreError: the cache holds another model.
+        ModelError: a remote entry was made with other detector settings or pipeline code.
     """
     if cache is not None and cache.model_id != engine.model_id:
         raise StoreError(f"cache holds {cache.model_id}, engine is {engine.model_id}")
@@ -203,13 +261,28 @@ def embed_images(
     if progress:
         progress(done, total)
     waiting = Counter(digests)
+    tasks = [ImageTask(str(path), sha) for sha, path in todo.items()]
+    remote = cache.remote if cache is not None else None
+    if remote is not None and tasks:
+        batches, write_every = remote.embed(tasks, mode=mode), 1  # each batch as it arrives
+    else:
+        batches, write_every = _embed_here(engine, tasks, mode), WRITE_BATCH
     fresh: dict[str, ImageEmbedding] = {}
-    items = list(todo.items())
-    results = engine.map(lambda item: _compute(engine, item[1], mode), items)
-    for (sha, _), result in zip(items, results, strict=True):
-        known[sha] = fresh[sha] = result
-        done += waiting[sha]
-        if cache is not None and len(fresh) >= WRITE_BATCH:
+    for batch, entries in batches:
+        for task, entry in zip(batch, entries, strict=True):
+            if entry.mode != key:
+                raise ModelError(
+                    f"{task.path} was embedded as {entry.mode}, here it is {key}: run the same "
+                    "faceledger version and settings on every node"
+                )
+            result = entry.result
+            if entry.sha256 is not None and entry.sha256 != task.sha256:
+                result = ImageEmbedding(None, 0, "changed")  # not the bytes hashed here
+            if entry.sha256 is not None and entry.result.error is None:
+                fresh[entry.sha256] = entry.result
+            known[task.sha256] = result
+            done += waiting[task.sha256]
+        if cache is not None and len(fresh) >= write_every:
             cache.put(key, fresh)
             fresh = {}
         if progress:

@@ -28,7 +28,7 @@ import numpy.typing as npt
 from faceledger.engine import Engine
 from faceledger.errors import InvalidArgument
 from faceledger.eval.cache import EmbeddingCache, Progress, embed_images
-from faceledger.eval.pairs import Pair
+from faceledger.eval.pairs import ScoredPairs, score_pairs
 from faceledger.types import FloatArray
 
 __all__ = [
@@ -250,48 +250,3 @@ def describe(data: EmbeddedSet, columns: dict[str, npt.NDArray[np.str_]]) -> dic
             for column, values in columns.items()
         },
     }
-
-
-@dataclass(frozen=True, slots=True)
-class ScoredPairs:
-    """Similarity ``(n,)`` float32 and same-person flag of each listed pair."""
-
-    scores: FloatArray
-    same: npt.NDArray[np.bool_]
-    images: int
-    faces_not_found: int
-    images_failed: int
-
-
-def score_pairs(
-    engine: Engine,
-    pairs: Sequence[Pair],
-    *,
-    cache: EmbeddingCache | None = None,
-    progress: Progress | None = None,
-) -> ScoredPairs:
-    """Embed each distinct image of a pair list once and score the pairs, as ``eval pairs`` does.
-
-    Where no face is found the image centre is used (the LFW protocol's fallback); a pair
-    with an unreadable image scores -1.
-    """
-    if not pairs:
-        raise InvalidArgument("no pairs to evaluate")
-    images = sorted({p.a for p in pairs} | {p.b for p in pairs})
-    found = embed_images(engine, images, mode="detected", cache=cache, progress=progress)
-    missing = [i for i, r in enumerate(found) if r.embedding is None and r.error is None]
-    centre = embed_images(engine, [images[i] for i in missing], mode="center", cache=cache)
-    vectors = {path: r.embedding for path, r in zip(images, found, strict=True)}
-    vectors.update((images[i], r.embedding) for i, r in zip(missing, centre, strict=True))
-
-    def score(a: Path, b: Path) -> float:
-        ea, eb = vectors[a], vectors[b]
-        return -1.0 if ea is None or eb is None else float(ea @ eb)
-
-    return ScoredPairs(
-        scores=np.array([score(p.a, p.b) for p in pairs], dtype=np.float32),
-        same=np.array([p.same for p in pairs], dtype=bool),
-        images=len(images),
-        faces_not_found=len(missing),
-        images_failed=sum(1 for v in vectors.values() if v is None),
-    )

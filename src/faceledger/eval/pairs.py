@@ -1,22 +1,23 @@
-"""Verification on labelled pairs: the LFW View 2 protocol and CSV pair lists."""
+"""Verification on labelled pairs: the LFW View 2 protocol and CSV pair lists, scored
+through the embedding cache."""
 
 from __future__ import annotations
 
 import csv
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from faceledger.engine import Engine
-from faceledger.errors import FaceledgerError, InvalidArgument
+from faceledger.errors import InvalidArgument
+from faceledger.eval.cache import EmbeddingCache, Progress, embed_images
 from faceledger.eval.metrics import kfold_accuracy, tar_at_far
 from faceledger.types import FloatArray
-
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,49 +97,70 @@ def read_csv_pairs(path: Path, *, folds: int = 10) -> list[Pair]:
     return pairs
 
 
-def evaluate_pairs(
-    engine: Engine, pairs: list[Pair], *, progress: Progress | None = None
-) -> dict[str, Any]:
-    """Embed every distinct image once, score the pairs, and report LFW-style figures.
+@dataclass(frozen=True, slots=True)
+class ScoredPairs:
+    """Similarity ``(n,)`` float32 and same-person flag of each listed pair."""
 
-    When no face is found the image centre is used (as the LFW protocol allows) and
-    counted in ``faces_not_found``; unreadable images are counted in ``images_failed``
-    and their pairs scored as non-matching (similarity -1).
+    scores: FloatArray
+    same: npt.NDArray[np.bool_]
+    images: int
+    faces_not_found: int
+    images_failed: int
+
+
+def score_pairs(
+    engine: Engine,
+    pairs: Sequence[Pair],
+    *,
+    cache: EmbeddingCache | None = None,
+    progress: Progress | None = None,
+) -> ScoredPairs:
+    """Embed each distinct image of a pair list once and score the pairs, as ``eval pairs`` does.
+
+    Where no face is found the image centre is used (the LFW protocol's fallback); a pair
+    with an unreadable image scores -1.
     """
     if not pairs:
         raise InvalidArgument("no pairs to evaluate")
     images = sorted({p.a for p in pairs} | {p.b for p in pairs})
-    embeddings: dict[Path, FloatArray | None] = {}
-    not_found = failed = 0
+    found = embed_images(engine, images, mode="detected", cache=cache, progress=progress)
+    missing = [i for i, r in enumerate(found) if r.embedding is None and r.error is None]
+    centre = embed_images(engine, [images[i] for i in missing], mode="center", cache=cache)
+    vectors = {path: r.embedding for path, r in zip(images, found, strict=True)}
+    vectors.update((images[i], r.embedding) for i, r in zip(missing, centre, strict=True))
 
-    def one(path: Path) -> tuple[FloatArray | None, bool]:
-        try:
-            faces = engine.embed(path)
-            if faces:
-                return faces[0].embedding, False
-            return engine.embed_center(path).embedding, True
-        except FaceledgerError:
-            return None, False
+    def score(a: Path, b: Path) -> float:
+        ea, eb = vectors[a], vectors[b]
+        return -1.0 if ea is None or eb is None else float(ea @ eb)
 
-    start = time.perf_counter()
-    for i, (path, (emb, fallback)) in enumerate(zip(images, engine.map(one, images), strict=True)):
-        embeddings[path] = emb
-        not_found += fallback
-        failed += emb is None
-        if progress:
-            progress(i + 1, len(images))
-    elapsed = time.perf_counter() - start
-
-    scores = np.array(
-        [
-            -1.0
-            if (ea := embeddings[p.a]) is None or (eb := embeddings[p.b]) is None
-            else float(ea @ eb)
-            for p in pairs
-        ],
-        dtype=np.float32,
+    return ScoredPairs(
+        scores=np.array([score(p.a, p.b) for p in pairs], dtype=np.float32),
+        same=np.array([p.same for p in pairs], dtype=bool),
+        images=len(images),
+        faces_not_found=len(missing),
+        images_failed=sum(1 for v in vectors.values() if v is None),
     )
-    labels = np.array([p.same for p in pairs], dtype=bool)
+
+
+def evaluate_pairs(
+    engine: Engine,
+    pairs: list[Pair],
+    *,
+    cache: EmbeddingCache | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Embed every distinct image once (through ``cache``), score the pairs, and report
+    LFW-style figures.
+
+    When no face is found the image centre is used (as the LFW protocol allows) and
+    counted in ``faces_not_found``; unreadable images are counted in ``images_failed``
+    and their pairs scored as non-matching (similarity -1). ``images_per_second`` counts
+    the images found in the cache too.
+    """
+    start = time.perf_counter()
+    scored = score_pairs(engine, pairs, cache=cache, progress=progress)
+    elapsed = time.perf_counter() - start
+    scores, labels = scored.scores, scored.same
     folds = np.array([p.fold for p in pairs])
     result = kfold_accuracy(scores, labels, folds)
     return {
@@ -150,9 +172,9 @@ def evaluate_pairs(
         "accuracy_std": round(result.accuracy_std, 5),
         "fold_thresholds": [round(t, 4) for t in result.thresholds],
         "tar_at_far_1e-3": round(tar_at_far(scores, labels, 1e-3), 5),
-        "images": len(images),
-        "images_per_second": round(len(images) / elapsed, 2) if elapsed > 0 else None,
-        "faces_not_found": not_found,
-        "images_failed": failed,
+        "images": scored.images,
+        "images_per_second": round(scored.images / elapsed, 2) if elapsed > 0 else None,
+        "faces_not_found": scored.faces_not_found,
+        "images_failed": scored.images_failed,
         "model": engine.model_id,
     }
