@@ -4,8 +4,8 @@ The test starts a Ray head on this machine (token authentication on, no dashboar
 object store, its temp dir under /tmp) and runs ``faceledger ... --ray ADDRESS`` as
 subprocesses that connect to it. Each result is compared with the same command run
 locally: the same persons, the same faces by image SHA-256 with the same embeddings, the
-same people intervals in the videos; a killed worker and a killed driver lose and
-duplicate nothing.
+same people intervals in the videos, the same transcript of their speech; a killed worker
+and a killed driver lose and duplicate nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+from tests.media_fixtures import SPEECH_VIDEO_FACE, SPEECH_VIDEO_WORDS, speech_video
+from tests.test_video import damaged
 
 COLLECTION = "celebs"
 OK = (0, 5)
@@ -286,6 +289,44 @@ def test_index_archive_on_ray_equals_the_local_run_and_resumes(
     assert again["resumed"] == 5
     assert again["cluster"]["tasks"] == 0
     assert people(again) == people(local)
+
+
+def speech(doc: dict[str, Any]) -> dict[str, tuple[str | None, list[dict[str, Any]]]]:
+    """video file name -> why its speech is missing (if so), and its transcript segments."""
+    return {
+        Path(v["path"]).name: (v["index"]["speech_problem"], v["index"]["transcript"])
+        for v in doc["videos"]
+    }
+
+
+def test_index_archive_on_ray_transcribes_speech_as_the_local_run_does(
+    cluster: str, faces_dir: Path, tmp_path: Path, ray_env: dict[str, str]
+) -> None:
+    """Speech on the workers (one model per actor): the same transcript and people as locally,
+    and a video whose audio is damaged is indexed without it, as locally."""
+    data = new_data(tmp_path, ray_env)
+    biden = faces_dir / SPEECH_VIDEO_FACE.replace("biden2", "biden")
+    run(data, ray_env, "enroll", COLLECTION, "joe_biden", str(biden), "--json")
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    talk = speech_video(archive / "talk.mp4", faces_dir / SPEECH_VIDEO_FACE)  # 11 s, jfk.flac
+    damaged(talk, archive / "unheard.mp4", kind="audio")
+    common = ("video", "index-archive", str(archive), "--collection", COLLECTION, "--no-ocr")
+    ray_doc, local_doc = tmp_path / "ray.json", tmp_path / "local.json"
+    on_ray = run(data, ray_env, *common, "--json", str(ray_doc), "--ray", cluster, doc=ray_doc)
+    local = run(data, ray_env, *common, "--json", str(local_doc), doc=local_doc)
+    assert on_ray["indexed"] == local["indexed"] == 2 and on_ray["failed"] == 0
+    assert len(on_ray["cluster"]["worker_pids"]) == 2  # each worker transcribed a video
+    assert speech(on_ray) == speech(local)
+    assert people(on_ray) == people(local)
+    problem, segments = speech(on_ray)["talk.mp4"]
+    said = " ".join(s["text"] for s in segments).lower()
+    assert problem is None and all(w in said for w in SPEECH_VIDEO_WORDS), said
+    assert {s["language"] for s in segments} == {"en"}
+    assert segments[0]["start"] < 1.5 and segments[-1]["end"] > 9.5
+    problem, segments = speech(on_ray)["unheard.mp4"]
+    assert segments == [] and "audio" in str(problem)  # its people are still indexed:
+    assert [[label for label, _ in p] for p in people(on_ray).values()] == [["joe_biden"]] * 2
 
 
 def test_enroll_embedded_refuses_faces_of_another_model(service: Any, celebs: Path) -> None:

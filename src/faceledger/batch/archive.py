@@ -1,6 +1,8 @@
 """A video archive indexed on a Ray cluster: one task per video, one engine per worker actor.
 
-Workers decode, detect, embed and track (``video.index_video``); the one step that needs
+Workers decode, detect, embed, track and transcribe (``video.index_video``, the local
+indexer itself, with the actor's speech model: :mod:`faceledger.batch.speech`); the one
+step that needs
 the database, identifying the finished tracks against the collection, comes back to the
 driver through an :class:`IdentifyBroker` actor, so it stays one audited search per video
 in the service (``video.identify``) and no worker ever opens the store. Videos are read by
@@ -19,8 +21,9 @@ from typing import Any
 
 from faceledger.batch.cluster import NAMESPACE, connected, worker_count
 from faceledger.batch.embedding import ClusterReport, get_result, start_workers
+from faceledger.batch.speech import SpeechSpec
 from faceledger.batch.types import EngineSpec
-from faceledger.errors import FaceledgerError
+from faceledger.errors import FaceledgerError, InvalidArgument
 from faceledger.search.ranking import Candidate
 from faceledger.types import FloatArray
 from faceledger.video.indexer import Identify, IndexOptions, VideoIndex, file_sha256, index_video
@@ -101,13 +104,14 @@ class IdentifyBroker:
 
 
 class VideoWorker:
-    """A Ray actor: one engine (and OCR reader) built once, indexing one video per call."""
+    """A Ray actor: one engine, OCR reader and speech model built once, a video per call."""
 
-    def __init__(self, spec: EngineSpec, ocr: bool) -> None:
+    def __init__(self, spec: EngineSpec, ocr: bool, speech: SpeechSpec | None) -> None:
         from faceledger.video.ocr import TextReader
 
         self.engine = spec.build(workers=1)
         self.reader = TextReader() if ocr else None
+        self.speech = speech.load() if speech is not None else None
 
     def index(
         self, path: str, collection: str, options: IndexOptions, broker: Any
@@ -127,6 +131,7 @@ class VideoWorker:
                 identify=identify,
                 options=options,
                 text_reader=self.reader,
+                transcriber=self.speech.transcriber(options.hotwords) if self.speech else None,
             )
         except FaceledgerError as exc:  # this video only: the archive goes on
             return os.getpid(), exc.to_dict()
@@ -142,6 +147,7 @@ def index_on_ray(
     options: IndexOptions,
     identify: Identify,
     on_done: Callable[[VideoOutcome], None],
+    speech: SpeechSpec | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> ClusterReport:
@@ -149,7 +155,13 @@ def index_on_ray(
 
     ``identify`` is the service's audited search; ``on_done`` receives each video as it
     finishes (a worker that dies is restarted and its video indexed again from the start).
+    ``speech`` is the model each worker loads once to transcribe (with ``options.speech``).
+
+    Raises:
+        InvalidArgument: ``options.speech`` without ``speech``, or no cluster at ``address``.
     """
+    if options.speech and speech is None:
+        raise InvalidArgument("indexing speech on the cluster needs a speech model spec")
     report = ClusterReport()
     if not videos:
         return report
@@ -162,7 +174,9 @@ def index_on_ray(
             .options(name=f"{job}-identify", namespace=NAMESPACE)
             .remote()
         )
-        actors = start_workers(ray, VideoWorker, n, "video", spec, options.ocr)
+        actors = start_workers(
+            ray, VideoWorker, n, "video", spec, options.ocr, speech if options.speech else None
+        )
         try:
             queue = list(videos)
             pending: dict[Any, tuple[int, Path, str]] = {}

@@ -66,9 +66,17 @@ def index_archive(
         float, typer.Option("--max-fmr", help="Largest false match rate of an identification.")
     ] = 1e-4,
     ocr: Annotated[bool, typer.Option(help="Read the text shown on screen.")] = True,
-    speech: Annotated[
-        bool, typer.Option(help="Transcribe what is said (locally only; --no-speech with --ray).")
-    ] = True,
+    speech: Annotated[bool, typer.Option(help="Transcribe (and translate) what is said.")] = True,
+    hotwords: Annotated[
+        str | None, typer.Option("--hotwords", help="Words to expect in the speech.")
+    ] = None,
+    asr_model: Annotated[
+        Path | None,
+        typer.Option(
+            "--asr-model",
+            help="A CTranslate2 Whisper directory (default: base); with --ray, on every node.",
+        ),
+    ] = None,
     ray: Annotated[
         str | None,
         typer.Option(
@@ -82,21 +90,18 @@ def index_archive(
         typer.Option(help="Worker actors on the cluster (default: one per CPU).", min=1),
     ] = None,
 ) -> None:
-    """Index every video under DIRECTORY: who appears when, and the text on screen."""
+    """Index every video under DIRECTORY: who appears when, the text on screen, what is said."""
     from faceledger.batch.archive import find_videos, index_locally, index_on_ray, pending_videos
+    from faceledger.batch.speech import SpeechSpec
     from faceledger.batch.types import EngineSpec
+    from faceledger.speech import load_speech_model
     from faceledger.video import IndexOptions
 
     if not directory.is_dir():
         raise InvalidArgument(f"{directory} is not a folder")
-    if ray is not None and speech:
-        raise InvalidArgument(
-            "speech is not transcribed on a Ray cluster yet: pass --no-speech with --ray "
-            "(or index without --ray)"
-        )
     out = None if str(json_out) == "-" else json_out
     kept = _resume(out, collection)
-    options = IndexOptions(fps=fps, ocr=ocr, max_fmr=max_fmr, speech=speech)
+    options = IndexOptions(fps=fps, ocr=ocr, max_fmr=max_fmr, speech=speech, hotwords=hotwords)
     actor = local_actor()
     doc: dict[str, Any] = {"collection": collection, "directory": str(directory), "videos": [*kept]}
 
@@ -114,10 +119,19 @@ def index_archive(
         svc.check_video_request(collection, purpose)
         todo = pending_videos(find_videos(directory), {v["video_sha256"] for v in kept})
         if ray is None:
+            model = None
+            if speech and asr_model is not None:
+                model = load_speech_model(asr_model, cache_dir=svc.settings.cache_dir)
             index_locally(
                 todo,
                 lambda path: svc.index_video(
-                    collection, path, options=options, purpose=purpose, case_ref=case, actor=actor
+                    collection,
+                    path,
+                    options=options,
+                    purpose=purpose,
+                    case_ref=case,
+                    actor=actor,
+                    speech_model=model,
                 ),
                 on_done=done,
                 progress=progress,
@@ -137,6 +151,9 @@ def index_archive(
                 options=options,
                 identify=identify,
                 on_done=done,
+                speech=SpeechSpec.of(asr_model, cache_dir=svc.settings.cache_dir)
+                if speech
+                else None,
                 workers=ray_workers,
                 progress=progress,
             )

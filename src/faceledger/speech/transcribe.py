@@ -16,6 +16,7 @@ Speed (Whisper base, int8, 2 threads): see ``benchmarks/speech.py``.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,23 @@ DETECT_SECONDS = 10.0
 MIN_DETECT_SECONDS = 0.5
 """Regions shorter than this are not detected: they take their neighbours' language."""
 BEAM_SIZE = 5
+_one_blas_thread = threading.Lock()
+
+
+def mel_features(whisper: Any, samples: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Whisper's log-mel features of ``samples``, the same in every process on a machine.
+
+    faster-whisper applies the mel filters with one NumPy matrix product, whose last bits
+    depend on how many threads NumPy's BLAS uses (OpenBLAS: one per core, or
+    ``OMP_NUM_THREADS``, which Ray sets to 1 in its workers); on ``jfk.flac`` that moved the
+    segments' times and confidences. The product runs on one BLAS thread (a few
+    milliseconds per 30 s window), so a Ray worker transcribes as a local run does.
+    """
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+    with _one_blas_thread, threadpool_limits(limits=1, user_api="blas"):
+        features: npt.NDArray[np.float32] = whisper.feature_extractor(samples)
+    return features
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +110,7 @@ class _Recogniser:
         end = min(end, start + int(DETECT_SECONDS * SAMPLE_RATE))
         if end - start < MIN_DETECT_SECONDS * SAMPLE_RATE:
             return Detection("", 0.0)
-        features = self.whisper.feature_extractor(self.samples[start:end])
+        features = mel_features(self.whisper, self.samples[start:end])
         frames = features.shape[-1] - features.shape[-1] % 2  # the encoder convolves with stride 2
         # CTranslate2 encodes inputs shorter than 30 s as they are: no padding to pay for.
         encoder_output = self.whisper.encode(features[:, :frames])
@@ -103,7 +121,7 @@ class _Recogniser:
         """The window's features and encoder output, padded to 30 s as Whisper decodes."""
         from faster_whisper.audio import pad_or_trim
 
-        features = self.whisper.feature_extractor(self.samples[window.start : window.end])
+        features = mel_features(self.whisper, self.samples[window.start : window.end])
         return _Encoded(window, features, self.whisper.encode(pad_or_trim(features)))
 
     def decode(self, encoded: _Encoded, task: str) -> list[Any]:
