@@ -41,7 +41,8 @@ from faceledger.eval.identification import (
     split_gallery,
 )
 from faceledger.eval.pairs import read_csv_pairs
-from faceledger.eval.report import ReportOptions, build_report, write_report
+from faceledger.eval.report import ReportOptions, build_report
+from faceledger.eval.report_html import write_report
 from faceledger.eval.verification import (
     all_pair_scores,
     equal_error_rate,
@@ -465,6 +466,61 @@ def test_clustering_of_johns_is_the_services_grouping(
     assert scores.bcubed_f1 > 0.9 and scores.persons == 5
 
 
+OPERATING_POINT = "target_fmr threshold tar fmr fnmr false_matches enough_impostors"
+OPEN_SET_POINT = "target threshold fpir fnir enough_searches"
+COUNTS = "images identities"
+REPORT_KEYS = {
+    "": "title created faceledger_version model data verification identification clustering "
+    "fairness calibration_check verdict",
+    "model": "pack model_id description license calibration_source aligned_input",
+    "data": "datasets images embedded_images images_without_face identities groups layout",
+    "data.datasets": "glint360k_celeb24",
+    "data.datasets.glint360k_celeb24": COUNTS,
+    "data.groups": "gender",
+    "data.groups.gender": "F M",
+    "data.groups.gender.F": COUNTS,
+    "data.groups.gender.M": COUNTS,
+    "verification": "genuine_pairs impostor_pairs eer eer_threshold auc tar_at_fmr at_stated_fmr "
+    "curve histogram",
+    "verification.tar_at_fmr[]": OPERATING_POINT,
+    "verification.at_stated_fmr[]": OPERATING_POINT,
+    "verification.curve": "threshold fmr fnmr",
+    "verification.histogram": "edges genuine impostor",
+    "identification": "enrolled_persons mated_searches nonmated_searches rank1 cmc fnir_at_fpir "
+    "at_stated_fmr curve enrolled_images enrolled",
+    "identification.fnir_at_fpir[]": OPEN_SET_POINT,
+    "identification.at_stated_fmr[]": OPEN_SET_POINT,
+    "identification.curve": "threshold fpir fnir",
+    "clustering": "items persons clusters messy pairwise_precision pairwise_recall pairwise_f1 "
+    "bcubed_precision bcubed_recall bcubed_f1 max_fmr",
+    "fairness": "flag_factor bootstrap differentials",
+    "fairness.differentials[]": "column stated_fmr threshold fmr_ratio_worst_to_best "
+    "fnmr_ratio_worst_to_best flagged_groups unlabelled_images groups",
+    "fairness.differentials[].groups[]": "group identities images impostor_pairs false_matches "
+    "genuine_pairs false_non_matches fmr fmr_ci fnmr fnmr_ci enough_impostors flagged "
+    "fmr_over_flag_level group_threshold",
+    "calibration_check": "same_data_as_calibration rates",
+    "calibration_check.rates[]": "stated_fmr threshold extrapolated measured_fmr false_matches "
+    "impostor_pairs ratio fnmr measurable",
+}
+"""The published JSON figures of a report on glint by gender: each object's keys, in order."""
+
+
+def json_keys(value: object, path: str = "", out: dict[str, str] | None = None) -> dict[str, str]:
+    """Each JSON object's keys in order, by path (``[]``: every element of a list, which
+    must all have the same keys)."""
+    out = {} if out is None else out
+    if isinstance(value, dict):
+        keys = " ".join(value)
+        assert out.setdefault(path, keys) == keys, f"{path}: {keys} != {out[path]}"
+        for k, v in value.items():
+            json_keys(v, f"{path}.{k}".lstrip("."), out)
+    elif isinstance(value, list):
+        for v in value:
+            json_keys(v, f"{path}[]", out)
+    return out
+
+
 @pytest.mark.integration
 def test_per_group_report_on_glint_by_gender(
     faces_dir: Path, engine: Engine, cache: EmbeddingCache, glint: EmbeddedSet, tmp_path: Path
@@ -475,36 +531,41 @@ def test_per_group_report_on_glint_by_gender(
     )
     root = faces_dir / "glint360k_celeb24" / "images"
     report = build_report(engine, [root], labels=labels, options=options, cache=cache)
-    assert report["data"]["groups"]["gender"]["F"]["identities"] == 12
-    assert report["data"]["groups"]["gender"]["M"]["identities"] == 12
+    assert report.data.groups["gender"]["F"].identities == 12
+    assert report.data.groups["gender"]["M"].identities == 12
     gender = np.array([labels.lookup(str(p), Path()).get("gender", "") for p in glint.labels])
-    for d in report["fairness"]["differentials"]:
-        assert d["column"] == "gender" and d["unlabelled_images"] == 0
-        for g in d["groups"]:
+    for d in report.fairness.differentials:
+        assert d.column == "gender" and d.unlabelled_images == 0
+        for g in d.groups:
             fmr, fnmr = brute_group_rates(
-                glint.embeddings, glint.labels, gender == g["group"], d["threshold"]
+                glint.embeddings, glint.labels, gender == g.group, d.threshold
             )
-            assert g["fmr"] == pytest.approx(fmr) and g["fnmr"] == pytest.approx(fnmr)
-            assert g["flagged"] == (g["fmr_ci"][0] > 3 * d["stated_fmr"])
-            if g["group_threshold"] is not None:  # guidance: the group's own threshold
-                own = g["group_threshold"]
-                mask = gender == g["group"]
+            assert g.fmr == pytest.approx(fmr) and g.fnmr == pytest.approx(fnmr)
+            assert g.flagged == (g.fmr_ci[0] > 3 * d.stated_fmr)
+            if np.isfinite(g.group_threshold):  # guidance: the group's own threshold
+                own = g.group_threshold
+                mask = gender == g.group
                 assert (
                     brute_group_rates(glint.embeddings, glint.labels, mask, own + 1e-6)[0]
-                    <= d["stated_fmr"]
+                    <= d.stated_fmr
                 )
-                assert f"{g['group']} {own:.4f}" in " ".join(report["verdict"])
-    assert any(g["group_threshold"] is not None for g in d["groups"])
+                assert f"{g.group} {own:.4f}" in " ".join(report.verdict)
+    assert any(np.isfinite(g.group_threshold) for g in d.groups)
     scores = all_pair_scores(glint.embeddings, glint.labels)
     y = np.r_[np.ones(scores.genuine.size), np.zeros(scores.impostor.size)]
     auc = roc_auc_score(y, np.r_[scores.genuine, scores.impostor])
-    assert report["verification"]["auc"] == pytest.approx(auc, abs=1e-9)
-    assert report["calibration_check"]["same_data_as_calibration"]
+    assert report.verification.auc == pytest.approx(auc, abs=1e-9)
+    assert report.calibration_check.same_data_as_calibration
     write_report(report, html_out=tmp_path / "r.html", json_out=tmp_path / "r.json")
     page = (tmp_path / "r.html").read_text()
     assert page.count("data:image/png;base64,") == 5 and "non-commercial" in page
     assert "threshold giving the stated FMR in this group" in page
-    assert json.loads((tmp_path / "r.json").read_text())["model"]["pack"] == "default"
+    figures = json.loads((tmp_path / "r.json").read_text())
+    assert figures["model"]["pack"] == "default"
+    # the JSON figures keep their published keys, in order (users and the README read them)
+    assert json_keys(figures) == REPORT_KEYS
+    assert figures["verdict"] == list(report.verdict)
+    assert figures["clustering"]["bcubed_f1"] == report.clustering.scores.bcubed_f1
 
 
 @pytest.fixture(scope="session")
@@ -652,27 +713,30 @@ def test_cli_identify_cluster_calibrate_and_models_show(
 
 
 def test_verdict_flags_only_an_interval_wholly_above_the_flag_level() -> None:
-    from faceledger.eval.report import verdict
+    from faceledger.eval.fairness import Differential, GroupRates
+    from faceledger.eval.report import CalibrationCheck, Fairness, verdict
 
-    def group(name: str, fmr: float, lo: float) -> dict[str, object]:
-        return {"group": name, "fmr": fmr, "fmr_ci": [lo, fmr * 2], "fmr_over_flag_level": True}
+    def group(name: str, fmr: float, lo: float) -> GroupRates:
+        return GroupRates(
+            group=name,
+            identities=10,
+            images=40,
+            impostor_pairs=10_000,
+            false_matches=round(fmr * 10_000),
+            genuine_pairs=60,
+            false_non_matches=0,
+            fmr=fmr,
+            fmr_ci=(lo, fmr * 2),
+            fnmr=0.0,
+            fnmr_ci=(0.0, 0.0),
+            enough_impostors=True,
+            flagged=lo > 3e-3,
+            fmr_over_flag_level=True,
+        )
 
-    report = {
-        "fairness": {
-            "flag_factor": 3.0,
-            "differentials": [
-                {
-                    "column": "gender",
-                    "stated_fmr": 1e-3,
-                    "fmr_ratio_worst_to_best": 3.2,
-                    "flagged_groups": ["F"],
-                    "groups": [group("F", 5e-3, 4e-3), group("M", 3.5e-3, 1e-3)],
-                }
-            ],
-        },
-        "calibration_check": {"same_data_as_calibration": False, "rates": []},
-    }
-    lines = verdict(report)
+    groups = [group("F", 5e-3, 4e-3), group("M", 3.5e-3, 1e-3)]
+    fairness = Fairness(3.0, 100, [Differential("gender", 1e-3, 0.3, groups, 0)])
+    lines = verdict(fairness, CalibrationCheck(same_data_as_calibration=False, rates=[]))
     assert lines[0].startswith("Verdict: 1 group") and "gender=F" in lines[0]
     assert "not established" in lines[1] and lines[1].endswith("M.")
 

@@ -12,7 +12,8 @@ import pytest
 from faceledger.engine import Engine
 from faceledger.eval.cache import EmbeddingCache
 from faceledger.eval.dataset import read_labels
-from faceledger.eval.report import ReportOptions, build_report, write_report
+from faceledger.eval.report import ReportOptions, build_report
+from faceledger.eval.report_html import write_report
 
 pytestmark = pytest.mark.integration
 

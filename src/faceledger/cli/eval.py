@@ -18,7 +18,12 @@ from faceledger.eval.cache import EmbeddingCache
 from faceledger.eval.calibrate import calibrate_tree, check_trees, save_calibration
 from faceledger.eval.clustering import evaluate_grouping
 from faceledger.eval.dataset import Layout, embed_trees, group_columns, read_labels, score_pairs
-from faceledger.eval.identification import evaluate_gallery_probes, evaluate_split
+from faceledger.eval.identification import (
+    GalleryIdentification,
+    SplitIdentification,
+    evaluate_gallery_probes,
+    evaluate_split,
+)
 from faceledger.eval.pairs import evaluate_pairs, read_csv_pairs, read_lfw_pairs
 from faceledger.eval.verification import all_pair_scores, evaluate_verification
 
@@ -286,20 +291,20 @@ def verify(
             scored = score_pairs(engine, listed, cache=cache, progress=progress)
             genuine, impostor = scored.scores[scored.same], scored.scores[~scored.same]
             extra = {"images": scored.images, "faces_not_found": scored.faces_not_found}
-    result = evaluate_verification(genuine, impostor, calibration=cal).to_dict()
-    if not curves:
-        result.pop("curve")
-        result.pop("histogram")
-    result = {**result, **extra, "model": engine.model_id}
+    verified = evaluate_verification(genuine, impostor, calibration=cal)
     if json_out:
-        return emit(result)
+        result = verified.to_dict()
+        if not curves:
+            result.pop("curve")
+            result.pop("histogram")
+        return emit({**result, **extra, "model": engine.model_id})
     typer.echo(
-        f"{result['genuine_pairs']:,} genuine and {result['impostor_pairs']:,} impostor pairs: "
-        f"EER {result['eer']:.4f}, AUC {result['auc']:.4f}"
+        f"{verified.genuine_pairs:,} genuine and {verified.impostor_pairs:,} impostor pairs: "
+        f"EER {verified.eer:.4f}, AUC {verified.auc:.4f}"
     )
-    for p in result["tar_at_fmr"]:
-        few = "" if p["enough_impostors"] else "  (fewer than 10 impostor pairs above)"
-        typer.echo(f"  TAR {p['tar']:.4f} at FMR {p['target_fmr']:.0e}{few}")
+    for p in verified.at_fmr:
+        few = "" if p.enough_impostors else "  (fewer than 10 impostor pairs above)"
+        typer.echo(f"  TAR {p.tar:.4f} at FMR {p.target_fmr:.0e}{few}")
 
 
 @eval_app.command("identify")
@@ -334,7 +339,7 @@ def identify(
             data = embed_trees(
                 engine, [gallery], per_person=per_person, cache=cache, progress=progress, **options
             )
-            result = evaluate_split(
+            found: SplitIdentification | GalleryIdentification = evaluate_split(
                 data.embeddings,
                 data.labels,
                 enroll_persons=enroll_persons,
@@ -349,24 +354,26 @@ def identify(
             searched = embed_trees(
                 engine, [probes], per_person=per_person, cache=cache, progress=progress, **options
             )
-            result = evaluate_gallery_probes(
+            found = evaluate_gallery_probes(
                 enrolled.embeddings,
                 enrolled.labels,
                 searched.embeddings,
                 searched.labels,
                 calibration=cal,
             )
-    result.pop("curve")
     if json_out:
+        result = found.to_dict()
+        result.pop("curve")
         return emit({**result, "model": engine.model_id})
+    ident = found.result
     typer.echo(
-        f"{result['enrolled_persons']} persons enrolled ({result['enrolled_images']} images); "
-        f"{result['mated_searches']:,} mated and {result['nonmated_searches']:,} non-mated "
-        f"searches: rank-1 {result['rank1']:.4f}"
+        f"{ident.enrolled} persons enrolled ({found.enrolled_images} images); "
+        f"{ident.mated_searches:,} mated and {ident.nonmated_searches:,} non-mated "
+        f"searches: rank-1 {ident.rank1:.4f}"
     )
-    for p in result["fnir_at_fpir"]:
-        few = "" if p["enough_searches"] else "  (fewer than 10 non-mated searches above)"
-        typer.echo(f"  FNIR {p['fnir']:.4f} at FPIR {p['target']:.0e}{few}")
+    for p in ident.at_fpir:
+        few = "" if p.enough_searches else "  (fewer than 10 non-mated searches above)"
+        typer.echo(f"  FNIR {p.fnir:.4f} at FPIR {p.target:.0e}{few}")
 
 
 @eval_app.command("cluster")
@@ -436,12 +443,8 @@ def report(
     ] = False,
 ) -> None:
     """Every measure on one dataset, with per-group differentials, as HTML and/or JSON."""
-    from faceledger.eval.report import (
-        DEFAULT_STATED_FMRS,
-        ReportOptions,
-        build_report,
-        write_report,
-    )
+    from faceledger.eval.report import DEFAULT_STATED_FMRS, ReportOptions, build_report
+    from faceledger.eval.report_html import write_report
 
     if out is None and json_file is None:
         raise InvalidArgument("give --out report.html and/or --json figures.json")
@@ -462,7 +465,7 @@ def report(
             engine, trees, labels=table, options=options, cache=cache, progress=progress
         )
     write_report(figures, html_out=out, json_out=json_file)
-    for line in figures["verdict"]:
+    for line in figures.verdict:
         typer.echo(line)
     if card:
         typer.echo(f"kept as the model card: {write_model_card(figures, cache_dir)}")

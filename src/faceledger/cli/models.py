@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,6 +18,9 @@ from faceledger.config import Settings
 from faceledger.errors import NotFound
 from faceledger.models.packs import BUILTIN_PACKS, load_pack
 from faceledger.speech.model import SpeechModelInfo, default_model_info, directory_model_info
+
+if TYPE_CHECKING:  # the report's module is imported when a card is written, not at start-up
+    from faceledger.eval.report import EvalReport
 
 models_app = typer.Typer(
     help="Model packs and speech models: list them, or show a pack's model card."
@@ -36,14 +39,14 @@ def _card_path(cache_dir: Path | None, pack: str) -> Path:
     return cache_root(cache_dir) / "model-cards" / f"{name}.json"
 
 
-def write_model_card(figures: dict[str, Any], cache_dir: Path | None) -> Path:
+def write_model_card(report: EvalReport, cache_dir: Path | None) -> Path:
     """Keep a report's figures as the latest of its pack; returns the file written."""
     from faceledger.eval.report import report_json
 
-    path = _card_path(cache_dir, str(figures["model"]["pack"]))
+    path = _card_path(cache_dir, report.model.pack)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(report_json(figures), encoding="utf-8")
+    tmp.write_text(report_json(report), encoding="utf-8")
     tmp.replace(path)
     return path
 

@@ -37,7 +37,7 @@ class ClusteringScores:
     bcubed_recall: float
     bcubed_f1: float
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
 

@@ -34,6 +34,8 @@ from faceledger.types import FloatArray
 __all__ = [
     "DATASET_COLUMN",
     "IMAGE_SUFFIXES",
+    "Counts",
+    "DatasetCounts",
     "EmbeddedSet",
     "LabelTable",
     "Layout",
@@ -232,21 +234,48 @@ def group_columns(data: EmbeddedSet, labels: LabelTable | None) -> dict[str, npt
     return columns
 
 
-def describe(data: EmbeddedSet, columns: dict[str, npt.NDArray[np.str_]]) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """Images with a face, and the identities they show."""
+
+    images: int
+    identities: int
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetCounts:
+    """The report's "data used": counts per folder, per group value of each column, in all.
+
+    ``groups`` maps a column to its values (``""``: unlabelled) in sorted order.
+    """
+
+    datasets: dict[str, Counts]
+    images: int
+    embedded_images: int
+    images_without_face: int
+    identities: int
+    groups: dict[str, dict[str, Counts]]
+    layout: Layout
+
+
+def describe(
+    data: EmbeddedSet, columns: dict[str, npt.NDArray[np.str_]], *, layout: Layout = "tree"
+) -> DatasetCounts:
     """Counts of images and identities per folder and per group (the report's "data used")."""
 
-    def counts(mask: npt.NDArray[np.bool_]) -> dict[str, int]:
-        return {"images": int(mask.sum()), "identities": int(np.unique(data.labels[mask]).size)}
+    def counts(mask: npt.NDArray[np.bool_]) -> Counts:
+        return Counts(int(mask.sum()), int(np.unique(data.labels[mask]).size))
 
     sources = np.array(data.sources, dtype=np.str_)
-    return {
-        "datasets": {s: counts(sources == s) for s in sorted(set(data.sources))},
-        "images": len(data.paths) + len(data.skipped),
-        "embedded_images": len(data.paths),
-        "images_without_face": len(data.skipped),
-        "identities": int(np.unique(data.labels).size),
-        "groups": {
+    return DatasetCounts(
+        datasets={s: counts(sources == s) for s in sorted(set(data.sources))},
+        images=len(data.paths) + len(data.skipped),
+        embedded_images=len(data.paths),
+        images_without_face=len(data.skipped),
+        identities=int(np.unique(data.labels).size),
+        groups={
             column: {g: counts(values == g) for g in sorted(set(values.tolist()))}
             for column, values in columns.items()
         },
-    }
+        layout=layout,
+    )

@@ -210,7 +210,12 @@ class Differential:
     def fnmr_ratio(self) -> float | None:
         return self._ratio("fnmr")
 
-    def to_dict(self) -> dict[str, Any]:
+    @property
+    def flagged_groups(self) -> list[str]:
+        """The groups whose whole FMR interval lies above the flag level."""
+        return [g.group for g in self.groups if g.flagged]
+
+    def to_dict(self) -> dict[str, object]:
         def clean(x: float) -> float | None:
             return None if np.isnan(x) else x
 
@@ -220,7 +225,7 @@ class Differential:
             "threshold": self.threshold,
             "fmr_ratio_worst_to_best": self.fmr_ratio,
             "fnmr_ratio_worst_to_best": self.fnmr_ratio,
-            "flagged_groups": [g.group for g in self.groups if g.flagged],
+            "flagged_groups": self.flagged_groups,
             "unlabelled_images": self.unlabelled_images,
             "groups": [
                 {

@@ -82,10 +82,14 @@ class Identification:
     curve_fnir: npt.NDArray[np.float64]
     mate_ranks: npt.NDArray[np.int64]
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready figures; the FNIR/FPIR curve thinned to at most 200 points."""
+    def thinned(self, points: int = 200) -> npt.NDArray[np.intp]:
+        """Indices of at most ``points`` FNIR/FPIR curve points, evenly spread."""
         n = self.curve_threshold.size
-        keep = np.unique(np.linspace(0, n - 1, min(n, 200)).astype(np.intp))
+        return np.unique(np.linspace(0, n - 1, min(n, points)).astype(np.intp))
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready figures; the FNIR/FPIR curve thinned to at most 200 points."""
+        keep = self.thinned()
         return {
             "enrolled_persons": self.enrolled,
             "mated_searches": self.mated_searches,
@@ -102,7 +106,7 @@ class Identification:
         }
 
 
-def _point(p: OpenSetPoint) -> dict[str, Any]:
+def _point(p: OpenSetPoint) -> dict[str, object]:
     return {
         "target": p.target,
         "threshold": p.threshold,
@@ -221,6 +225,40 @@ def split_gallery(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SplitIdentification:
+    """Identification within one labelled set: which persons were enrolled, and the figures."""
+
+    result: Identification
+    enrolled_images: int
+    enrolled: list[str]
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready figures (those of :meth:`Identification.to_dict`, then the enrolment)."""
+        return {
+            **self.result.to_dict(),
+            "enrolled_images": self.enrolled_images,
+            "enrolled": self.enrolled,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class GalleryIdentification:
+    """Identification of a probe set against a separate gallery."""
+
+    result: Identification
+    enrolled_images: int
+    probes_left_out_as_gallery_copies: int
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready figures (those of :meth:`Identification.to_dict`, then the gallery)."""
+        return {
+            **self.result.to_dict(),
+            "enrolled_images": self.enrolled_images,
+            "probes_left_out_as_gallery_copies": self.probes_left_out_as_gallery_copies,
+        }
+
+
 def evaluate_split(
     embeddings: FloatArray,
     labels: npt.NDArray[Any],
@@ -230,8 +268,8 @@ def evaluate_split(
     seed: int = 0,
     calibration: Calibration | None = None,
     fpirs: tuple[float, ...] = OPEN_SET_FPIRS,
-) -> dict[str, Any]:
-    """Open-set identification within one labelled set, as JSON-ready figures.
+) -> SplitIdentification:
+    """Open-set identification within one labelled set.
 
     Some persons are enrolled and every other image searches (see :func:`split_gallery`).
     """
@@ -244,11 +282,7 @@ def evaluate_split(
     result = evaluate_identification(
         search, labels[split.probes], calibration=calibration, fpirs=fpirs
     )
-    return {
-        **result.to_dict(),
-        "enrolled_images": int(split.gallery.size),
-        "enrolled": split.enrolled_persons,
-    }
+    return SplitIdentification(result, int(split.gallery.size), split.enrolled_persons)
 
 
 def evaluate_gallery_probes(
@@ -259,8 +293,8 @@ def evaluate_gallery_probes(
     *,
     calibration: Calibration | None = None,
     fpirs: tuple[float, ...] = OPEN_SET_FPIRS,
-) -> dict[str, Any]:
-    """Open-set identification of a probe set against a separate gallery; JSON-ready figures.
+) -> GalleryIdentification:
+    """Open-set identification of a probe set against a separate gallery.
 
     Probes identical to a gallery image (similarity 1) are left out: they are not searches.
     """
@@ -272,8 +306,4 @@ def evaluate_gallery_probes(
         calibration=calibration,
         fpirs=fpirs,
     )
-    return {
-        **result.to_dict(),
-        "enrolled_images": int(gallery.shape[0]),
-        "probes_left_out_as_gallery_copies": int((~fresh).sum()),
-    }
+    return GalleryIdentification(result, int(gallery.shape[0]), int((~fresh).sum()))

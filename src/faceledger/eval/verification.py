@@ -166,7 +166,7 @@ class Verification:
     genuine_histogram: npt.NDArray[np.int64]
     impostor_histogram: npt.NDArray[np.int64]
 
-    def to_dict(self, *, curve_points: int = 200) -> dict[str, Any]:
+    def to_dict(self, *, curve_points: int = 200) -> dict[str, object]:
         """JSON-ready figures, with the curves thinned to about ``curve_points`` points."""
         keep = thin_curve(self.curve, curve_points)
         return {
@@ -190,7 +190,7 @@ class Verification:
         }
 
 
-def _point(p: OperatingPoint) -> dict[str, Any]:
+def _point(p: OperatingPoint) -> dict[str, object]:
     return {
         "target_fmr": p.target_fmr,
         "threshold": p.threshold,
