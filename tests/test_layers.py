@@ -169,3 +169,24 @@ def test_no_store_method_takes_a_record_callback(module: str) -> None:
         if a.arg in ("record", "hook", "on_commit")
     ]
     assert params == []
+
+
+FRONT_TYPE_IMPORTS = {
+    "faceledger.store.mediatypes": "file name limits of a video job",
+    "faceledger.store.review": "review statuses and settings",
+    "faceledger.search.operations": "the SimilarMode literal",
+}
+
+
+def test_fronts_reach_store_index_and_search_only_through_the_service() -> None:
+    """The HTTP API, the CLI and the client open no store machinery themselves (rate
+    limits, change listeners, repositories): the service builds it; they may name a few
+    types and limits (``FRONT_TYPE_IMPORTS``)."""
+    reached = sorted(
+        (m, target)
+        for m, targets in GRAPH.items()
+        if layer(m) in ("api", "cli") or m == "faceledger.client"
+        for target in targets
+        if layer(target) in ("store", "index", "search") and target not in FRONT_TYPE_IMPORTS
+    )
+    assert reached == []

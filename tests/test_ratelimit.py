@@ -9,10 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from faceledger.api.app import ADMIN_KEY_FILE, create_app
-from faceledger.api.ratelimit import RateLimiter
 from faceledger.config import Settings
 from faceledger.errors import RateLimited
 from faceledger.service import FaceService
+from faceledger.service.ratelimit import RateLimiter
 from tests.pg import PostgresServer
 
 

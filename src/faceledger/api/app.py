@@ -14,7 +14,6 @@ from starlette.concurrency import run_in_threadpool
 from faceledger import __version__
 from faceledger.api import openapi, problems
 from faceledger.api.limits import BodyLimit, Metrics, Timeout
-from faceledger.api.ratelimit import RateLimiter
 from faceledger.api.routes import (
     audit,
     collections,
@@ -32,7 +31,6 @@ from faceledger.ledger.keys import Role
 from faceledger.service import FaceService
 from faceledger.service.jobs import VideoJobs
 from faceledger.service.retention import Sweeper
-from faceledger.store.listen import ChangeListener
 
 ADMIN_KEY_FILE = "admin.key"
 
@@ -63,17 +61,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service.engine()  # load the default models before the first request
         sweeper = Sweeper(service, interval=settings.retention_sweep_seconds)
         sweeper.start()
-        listener = ChangeListener(service.store)  # PostgreSQL: other replicas' commits
+        listener = service.change_listener()  # PostgreSQL: other replicas' commits
         listener.start()
         jobs = VideoJobs(service)
         app.state.service = service
         app.state.video_jobs = jobs
-        engine = service.store.engine  # PostgreSQL: one bucket per key for all replicas
-        app.state.limiter = RateLimiter(
-            rate=settings.rate_limit,
-            burst=settings.rate_burst,
-            shared=engine if engine.dialect.name == "postgresql" else None,
-        )
+        app.state.limiter = service.rate_limiter()  # PostgreSQL: shared by all replicas
         try:
             yield
         finally:

@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
 
-from faceledger.api.ratelimit import RateLimiter
 from faceledger.errors import Forbidden, Unauthenticated
 from faceledger.ledger.audit import Actor
 from faceledger.ledger.keys import ApiKey, Role
 from faceledger.service import FaceService
+from faceledger.service.ratelimit import RateLimiter
 
 api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="An API key issued by an admin."

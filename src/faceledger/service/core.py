@@ -16,8 +16,10 @@ from faceledger.ledger.audit import Actor, Ledger
 from faceledger.ledger.keys import KeyStore
 from faceledger.models.calibration import Calibration
 from faceledger.models.calibration_store import find_calibration
+from faceledger.service.ratelimit import RateLimiter
 from faceledger.service.work import Auditor
 from faceledger.store import Store
+from faceledger.store.listen import ChangeListener
 from faceledger.store.repository import INDEX_BACKENDS, CollectionRecord
 
 Progress = Callable[[int, int], None]
@@ -61,6 +63,21 @@ class ServiceCore:
         self.store.close()
 
     # -- engines -------------------------------------------------------------------------
+    def rate_limiter(self) -> RateLimiter:
+        """The settings' per-key token buckets: in memory, or in a PostgreSQL store's
+        database so that every replica of it takes from the same bucket."""
+        engine = self.store.engine
+        return RateLimiter(
+            rate=self.settings.rate_limit,
+            burst=self.settings.rate_burst,
+            shared=engine if engine.dialect.name == "postgresql" else None,
+        )
+
+    def change_listener(self) -> ChangeListener:
+        """A listener that wakes this process's index when another replica commits
+        (PostgreSQL ``LISTEN``; nothing to listen to on SQLite). Not yet started."""
+        return ChangeListener(self.store)
+
     def engine(self, pack: str | None = None) -> Engine:
         """The engine of a model pack, loaded once per service."""
         name = pack or self.settings.model_pack

@@ -20,9 +20,9 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
 from faceledger.api.deps import ServiceDep, check_role
-from faceledger.api.ratelimit import RateLimiter
 from faceledger.errors import FaceledgerError, Forbidden, Unauthenticated
 from faceledger.ledger.keys import Role
+from faceledger.service.ratelimit import RateLimiter
 from faceledger.service.review import ConsoleSession
 
 COOKIE = "fl_session"

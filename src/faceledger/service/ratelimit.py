@@ -1,8 +1,12 @@
 """Per-key rate limiting: a token bucket per API key or client address (429 + Retry-After).
 
-One process (SQLite) keeps its buckets in memory. Replicas of one PostgreSQL store share
-theirs in the database (:mod:`faceledger.store.ratelimits`), so N replicas allow a key
-what one does, not N times as much.
+One process (SQLite) keeps its buckets in memory: a dict of two floats per key under a
+lock, written here because the `limits` package's memory storage has no token bucket
+(only fixed and moving windows, which would change the documented burst behaviour) and
+none of its storages is PostgreSQL. Replicas of one PostgreSQL store share theirs in the
+database (:mod:`faceledger.store.ratelimits`), so N replicas allow a key what one does,
+not N times as much. The service builds it (:meth:`ServiceCore.rate_limiter`); the HTTP
+front only asks it for a token.
 """
 
 from __future__ import annotations
