@@ -11,13 +11,15 @@ reach the driver once per chunk, so a killed worker loses and duplicates nothing
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from faceledger.batch.cluster import NAMESPACE, RETRY_FOREVER, connected, worker_count
 from faceledger.batch.types import EmbeddedImage, EngineSpec, ImageJob, enrolment_faces
 from faceledger.errors import FaceledgerError
+
+C = TypeVar("C")
 
 IN_FLIGHT = 2
 """Chunks queued per worker: one running, one waiting, so a worker never idles on the
@@ -91,31 +93,44 @@ class RayEmbedder:
     def _run(
         self, ray: Any, actors: list[Any], chunks: Iterator[list[ImageJob]], aligned: bool
     ) -> Iterator[tuple[list[ImageJob], list[EmbeddedImage]]]:
-        load = [0] * len(actors)
-        pending: dict[Any, tuple[int, list[ImageJob]]] = {}
-        more = True
-        while True:
-            while more and len(pending) < IN_FLIGHT * len(actors):
-                jobs = next(chunks, None)
-                if jobs is None:
-                    more = False
-                    break
-                if not jobs:
-                    continue
-                i = min(range(len(actors)), key=load.__getitem__)
-                pending[actors[i].embed.remote(jobs, aligned)] = (i, jobs)
-                load[i] += 1
-            if not pending:
-                return
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                i, jobs = pending.pop(ref)
-                load[i] -= 1
-                chunk: EmbeddedChunk = get_result(ray, ref)
-                self.report.tasks += 1
-                self.report.items += len(jobs)
-                self.report.worker_pids.add(chunk.worker_pid)
-                yield jobs, chunk.images
+        def call(actor: Any, jobs: list[ImageJob]) -> Any:
+            return actor.embed.remote(jobs, aligned)
+
+        for jobs, result in dispatch(ray, actors, call, (c for c in chunks if c)):
+            chunk: EmbeddedChunk = result
+            self.report.tasks += 1
+            self.report.items += len(jobs)
+            self.report.worker_pids.add(chunk.worker_pid)
+            yield jobs, chunk.images
+
+
+def dispatch(
+    ray: Any, actors: list[Any], call: Callable[[Any, C], Any], chunks: Iterator[C]
+) -> Iterator[tuple[C, Any]]:
+    """Each chunk with its worker's result, as chunks finish.
+
+    ``call(actor, chunk)`` submits one chunk (returns its object ref); chunks go to the
+    least loaded actor, :data:`IN_FLIGHT` per actor at most, pulled from ``chunks`` lazily.
+    """
+    load = [0] * len(actors)
+    pending: dict[Any, tuple[int, C]] = {}
+    more = True
+    while True:
+        while more and len(pending) < IN_FLIGHT * len(actors):
+            chunk = next(chunks, None)
+            if chunk is None:
+                more = False
+                break
+            i = min(range(len(actors)), key=load.__getitem__)
+            pending[call(actors[i], chunk)] = (i, chunk)
+            load[i] += 1
+        if not pending:
+            return
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        for ref in ready:
+            i, chunk = pending.pop(ref)
+            load[i] -= 1
+            yield chunk, get_result(ray, ref)
 
 
 def start_workers(ray: Any, cls: type, n: int, kind: str, *args: Any) -> list[Any]:

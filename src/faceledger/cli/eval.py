@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated, Any, cast
 
@@ -14,7 +14,7 @@ from faceledger.cli.models import cache_root, write_model_card
 from faceledger.config import Settings
 from faceledger.engine import Engine
 from faceledger.errors import InvalidArgument
-from faceledger.eval.cache import EmbeddingCache
+from faceledger.eval.cache import EmbeddingCache, ImageTask, embed_image
 from faceledger.eval.calibrate import calibrate_tree, check_trees, save_calibration
 from faceledger.eval.clustering import evaluate_grouping
 from faceledger.eval.dataset import Layout, embed_trees, group_columns, read_labels, score_pairs
@@ -52,6 +52,20 @@ CacheOpt = Annotated[
 NoCacheOpt = Annotated[
     bool, typer.Option("--no-cache", help="Neither read nor write cached embeddings.")
 ]
+RayOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        metavar="ADDRESS",
+        help="Embed the images the cache lacks on the Ray cluster at HOST:PORT, writing them "
+        "into the cache as they finish (pip install 'faceledger[ray]'; the images must be at "
+        "the same path on every node).",
+    ),
+]
+RayWorkersOpt = Annotated[
+    int | None,
+    typer.Option(help="Worker actors on the cluster (default: one per CPU).", min=1),
+]
 
 
 def _layout(value: str) -> Layout:
@@ -61,15 +75,44 @@ def _layout(value: str) -> Layout:
 
 
 @contextmanager
-def _cache(engine: Engine, cache_dir: Path | None, off: bool) -> Iterator[EmbeddingCache | None]:
+def _cache(
+    engine: Engine,
+    cache_dir: Path | None,
+    off: bool,
+    *,
+    pack: str,
+    ray: str | None = None,
+    ray_workers: int | None = None,
+) -> Iterator[EmbeddingCache | None]:
+    """The embedding cache of ``engine`` (``None`` with ``--no-cache``); with ``--ray`` the
+    images it lacks are embedded on that cluster, and what the cluster did is told on stderr."""
     if off:
+        if ray is not None:
+            raise InvalidArgument(
+                "--ray writes what the cluster embeds into the cache: drop --no-cache"
+            )
         yield None
         return
-    cache = EmbeddingCache(cache_root(cache_dir) / "embeddings", engine.model_id)
-    try:
+    with ExitStack() as stack:
+        remote = None
+        if ray is not None:
+            from faceledger.batch.evaluation import RayImageEmbedder
+            from faceledger.batch.types import EngineSpec
+
+            spec = EngineSpec.of(engine, pack=pack)
+            embedder = RayImageEmbedder[ImageTask](ray, spec, embed_image, workers=ray_workers)
+            remote = stack.enter_context(embedder)
+        cache = EmbeddingCache(cache_root(cache_dir) / "embeddings", engine.model_id, remote=remote)
+        stack.callback(cache.close)
         yield cache
-    finally:
-        cache.close()
+        if remote is not None:
+            r = remote.report
+            typer.echo(
+                f"ray: {r.items} images embedded on the cluster in {r.tasks} tasks by "
+                f"{r.workers} workers ({len(r.worker_pids)} worker processes); "
+                "the others were in the cache",
+                err=True,
+            )
 
 
 @eval_app.command("lfw")
@@ -78,12 +121,20 @@ def lfw(
     root: Annotated[Path, typer.Option(help="LFW folder with images/ and meta/pairs.txt.")],
     folds: Annotated[int | None, typer.Option(help="Use only the first N of the 10 folds.")] = None,
     model: Annotated[str, typer.Option(help="Model pack.")] = "default",
+    cache_dir: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+    ray: RayOpt = None,
+    ray_workers: RayWorkersOpt = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """LFW View 2: 10-fold accuracy, each fold at the threshold chosen on the others."""
     engine = Engine(model)
-    with progress_bar("embedding LFW images") as progress:
-        result = evaluate_pairs(engine, read_lfw_pairs(root, folds=folds), progress=progress)
+    listed = read_lfw_pairs(root, folds=folds)
+    with (
+        _cache(engine, cache_dir, no_cache, pack=model, ray=ray, ray_workers=ray_workers) as cache,
+        progress_bar("embedding LFW images") as progress,
+    ):
+        result = evaluate_pairs(engine, listed, cache=cache, progress=progress)
     _show(result, json_out)
 
 
@@ -93,12 +144,20 @@ def pairs(
     file: Annotated[Path, typer.Argument(help="CSV with file_x, file_y, same.")],
     folds: Annotated[int, typer.Option(help="Folds for threshold selection.")] = 10,
     model: Annotated[str, typer.Option(help="Model pack.")] = "default",
+    cache_dir: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+    ray: RayOpt = None,
+    ray_workers: RayWorkersOpt = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Verification accuracy on a CSV pair list, with the LFW protocol's k-fold thresholds."""
     engine = Engine(model)
-    with progress_bar("embedding images") as progress:
-        result = evaluate_pairs(engine, read_csv_pairs(file, folds=folds), progress=progress)
+    listed = read_csv_pairs(file, folds=folds)
+    with (
+        _cache(engine, cache_dir, no_cache, pack=model, ray=ray, ray_workers=ray_workers) as cache,
+        progress_bar("embedding images") as progress,
+    ):
+        result = evaluate_pairs(engine, listed, cache=cache, progress=progress)
     _show(result, json_out)
 
 
@@ -156,6 +215,8 @@ def calibrate(
         typer.Option(help="Group labels to measure --fair by (never used to fit it)."),
     ] = None,
     clusters: Annotated[int, typer.Option(help="Clusters of --fair.")] = 20,
+    ray: RayOpt = None,
+    ray_workers: RayWorkersOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Build a threshold vs FMR table from all cross-identity pairs, or check one on other data."""
@@ -164,10 +225,14 @@ def calibrate(
     if fair:
         if tree is None or labels is None:
             raise InvalidArgument("--fair needs a TREE and --labels to measure by")
-        return _fair(Engine(model), tree, labels, aligned, clusters, cache_dir, no_cache, json_out)
+        engine = Engine(model)
+        with _cache(
+            engine, cache_dir, no_cache, pack=model, ray=ray, ray_workers=ray_workers
+        ) as cache:
+            return _fair(engine, tree, labels, aligned, clusters, cache, json_out)
     engine = Engine(model)
     cal = None
-    with _cache(engine, cache_dir, no_cache) as cache:
+    with _cache(engine, cache_dir, no_cache, pack=model, ray=ray, ray_workers=ray_workers) as cache:
         if tree is not None:
             with progress_bar("embedding") as progress:
                 cal = calibrate_tree(engine, tree, aligned=aligned, cache=cache, progress=progress)
@@ -213,14 +278,13 @@ def _fair(
     labels: Path,
     aligned: bool,
     clusters: int,
-    cache_dir: Path | None,
-    no_cache: bool,
+    cache: EmbeddingCache | None,
     json_out: bool,
 ) -> None:
     from faceledger.eval.fair import two_fold_check
 
     table = read_labels(labels)
-    with _cache(engine, cache_dir, no_cache) as cache, progress_bar("embedding") as progress:
+    with progress_bar("embedding") as progress:
         data = embed_trees(engine, [tree], aligned=aligned, cache=cache, progress=progress)
     column = table.columns[0]
     groups = group_columns(data, table)[column]
@@ -260,6 +324,8 @@ def verify(
     curves: Annotated[bool, typer.Option(help="Include curves and histograms in JSON.")] = False,
     cache_dir: CacheOpt = None,
     no_cache: NoCacheOpt = False,
+    ray: RayOpt = None,
+    ray_workers: RayWorkersOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """ROC and DET, EER, TAR at FMR 1e-2, 1e-3, 1e-4 (and lower with enough impostor pairs)."""
@@ -268,7 +334,10 @@ def verify(
     engine = Engine(model)
     cal = engine.pack.calibration
     extra: dict[str, Any] = {}
-    with _cache(engine, cache_dir, no_cache) as cache, progress_bar("embedding") as progress:
+    with (
+        _cache(engine, cache_dir, no_cache, pack=model, ray=ray, ray_workers=ray_workers) as cache,
+        progress_bar("embedding") as progress,
+    ):
         if tree:
             data = embed_trees(
                 engine,
@@ -328,13 +397,18 @@ def identify(
     per_person: PerPersonOpt = None,
     cache_dir: CacheOpt = None,
     no_cache: NoCacheOpt = False,
+    ray: RayOpt = None,
+    ray_workers: RayWorkersOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Open-set 1:N: rank-1 and CMC, FNIR at FPIR 1e-2 and 1e-3 (NIST FRTE 1:N terms)."""
     engine = Engine(model)
     cal = engine.pack.calibration
     options: dict[str, Any] = {"aligned": aligned, "layout": _layout(layout)}
-    with _cache(engine, cache_dir, no_cache) as cache, progress_bar("embedding") as progress:
+    with (
+        _cache(engine, cache_dir, no_cache, pack=model, ray=ray, ray_workers=ray_workers) as cache,
+        progress_bar("embedding") as progress,
+    ):
         if gallery.resolve() == probes.resolve():
             data = embed_trees(
                 engine, [gallery], per_person=per_person, cache=cache, progress=progress, **options
@@ -387,11 +461,16 @@ def cluster(
     per_person: PerPersonOpt = None,
     cache_dir: CacheOpt = None,
     no_cache: NoCacheOpt = False,
+    ray: RayOpt = None,
+    ray_workers: RayWorkersOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Pairwise and BCubed precision, recall and F1 of the service's grouping of a tree."""
     engine = Engine(model)
-    with _cache(engine, cache_dir, no_cache) as cache, progress_bar("embedding") as progress:
+    with (
+        _cache(engine, cache_dir, no_cache, pack=model, ray=ray, ray_workers=ray_workers) as cache,
+        progress_bar("embedding") as progress,
+    ):
         data = embed_trees(
             engine,
             [tree],
@@ -434,6 +513,8 @@ def report(
     per_person: PerPersonOpt = None,
     cache_dir: CacheOpt = None,
     no_cache: NoCacheOpt = False,
+    ray: RayOpt = None,
+    ray_workers: RayWorkersOpt = None,
     card: Annotated[
         bool,
         typer.Option(
@@ -460,7 +541,10 @@ def report(
         seed=seed,
     )
     table = read_labels(labels) if labels is not None else None
-    with _cache(engine, cache_dir, no_cache) as cache, progress_bar("embedding") as progress:
+    with (
+        _cache(engine, cache_dir, no_cache, pack=model, ray=ray, ray_workers=ray_workers) as cache,
+        progress_bar("embedding") as progress,
+    ):
         figures = build_report(
             engine, trees, labels=table, options=options, cache=cache, progress=progress
         )
