@@ -637,14 +637,14 @@ def test_default_calibration_holds_on_data_it_was_not_built_from(
     checked = check_trees(engine, roots, per_person=40, cache=cache)
     data = embed_trees(engine, roots, per_person=40, cache=cache)
     impostor = all_pair_scores(data.embeddings, data.labels).impostor
-    assert checked["impostor_pairs"] == impostor.size > 100_000
-    assert checked["datasets"] == sorted(
+    assert checked.impostor_pairs == impostor.size > 100_000
+    assert checked.datasets == sorted(
         ["deepface_tests", "faceapi_bbt", "johns", "face_recognition_examples", "imfdb_subset"]
     )
-    for r in checked["rates"]:
-        assert r["false_matches"] == int(np.sum(impostor >= r["threshold"]))
-        if r["measurable"] and r["stated_fmr"] <= 1e-2:
-            assert r["measured_fmr"] <= 3 * r["stated_fmr"]
+    for r in checked.rates:
+        assert r.false_matches == int(np.sum(impostor >= r.threshold))
+        if r.measurable and r.stated_fmr <= 1e-2:
+            assert r.measured_fmr <= 3 * r.stated_fmr
 
 
 @pytest.mark.integration

@@ -259,16 +259,17 @@ def calibrate(
     if cal is not None:
         _show(cal.to_dict(), False)
     typer.echo(
-        f"{checked['calibration_source']} checked on {', '.join(checked['datasets'])}: "
-        f"{checked['images']} images with a face, {checked['identities']} identities, "
-        f"{checked['impostor_pairs']:,} impostor pairs"
+        f"{checked.calibration_source} checked on {', '.join(checked.datasets)}: "
+        f"{checked.images} images with a face, {checked.identities} identities, "
+        f"{checked.impostor_pairs:,} impostor pairs"
     )
-    for r in checked["rates"]:
-        note = "" if r["measurable"] else "  (fewer than 10 expected: not measurable)"
+    for r in checked.rates:
+        note = "" if r.measurable else "  (fewer than 10 expected: not measurable)"
+        fnmr = "n/a (no genuine pairs)" if r.fnmr is None else f"{r.fnmr:.4f}"
         typer.echo(
-            f"  stated FMR {r['stated_fmr']:.0e}  threshold {r['threshold']:.4f}  measured "
-            f"{r['measured_fmr']:.2e} ({r['false_matches']:,} pairs)  x{r['ratio']:.2f}  "
-            f"FNMR {r['fnmr']:.4f}{note}"
+            f"  stated FMR {r.stated_fmr:.0e}  threshold {r.threshold:.4f}  measured "
+            f"{r.measured_fmr:.2e} ({r.false_matches:,} pairs)  x{r.ratio:.2f}  "
+            f"FNMR {fnmr}{note}"
         )
 
 

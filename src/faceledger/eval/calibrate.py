@@ -9,7 +9,7 @@ new version in a store outside the installed package.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -142,6 +142,21 @@ def check_calibration(
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class TreeCheck:
+    """A table checked on every pair of faces of some folders (one dataset)."""
+
+    calibration_source: str
+    model_id: str
+    datasets: list[str]
+    images: int
+    images_without_face: int
+    identities: int
+    genuine_pairs: int
+    impostor_pairs: int
+    rates: list[CheckedRate]
+
+
 def check_trees(
     engine: Engine,
     roots: Sequence[Path],
@@ -152,7 +167,7 @@ def check_trees(
     per_person: int | None = None,
     cache: EmbeddingCache | None = None,
     progress: Progress | None = None,
-) -> dict[str, Any]:
+) -> TreeCheck:
     """Check a table (default: the pack's) on every pair of faces of the given folders.
 
     The folders form one dataset, so pairs across folders are impostor pairs too (the
@@ -169,17 +184,17 @@ def check_trees(
         progress=progress,
     )
     scores = all_pair_scores(data.embeddings, data.labels)
-    return {
-        "calibration_source": cal.source,
-        "model_id": engine.model_id,
-        "datasets": sorted(set(data.sources)),
-        "images": len(data.paths),
-        "images_without_face": len(data.skipped),
-        "identities": int(np.unique(data.labels).size),
-        "genuine_pairs": int(scores.genuine.size),
-        "impostor_pairs": int(scores.impostor.size),
-        "rates": [asdict(r) for r in check_calibration(cal, scores.impostor, scores.genuine)],
-    }
+    return TreeCheck(
+        calibration_source=cal.source,
+        model_id=engine.model_id,
+        datasets=sorted(set(data.sources)),
+        images=len(data.paths),
+        images_without_face=len(data.skipped),
+        identities=int(np.unique(data.labels).size),
+        genuine_pairs=int(scores.genuine.size),
+        impostor_pairs=int(scores.impostor.size),
+        rates=check_calibration(cal, scores.impostor, scores.genuine),
+    )
 
 
 def save_calibration(calibration: Calibration, root: Path) -> Path:
