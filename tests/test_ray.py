@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.media_fixtures import SPEECH_VIDEO_FACE, SPEECH_VIDEO_WORDS, speech_video
+from tests.media_fixtures import JFK, SPEECH_VIDEO_FACE, SPEECH_VIDEO_WORDS, speech_video
 from tests.test_video import damaged
 
 COLLECTION = "celebs"
@@ -327,6 +327,45 @@ def test_index_archive_on_ray_transcribes_speech_as_the_local_run_does(
     problem, segments = speech(on_ray)["unheard.mp4"]
     assert segments == [] and "audio" in str(problem)  # its people are still indexed:
     assert [[label for label, _ in p] for p in people(on_ray).values()] == [["joe_biden"]] * 2
+
+
+def test_transcripts_do_not_depend_on_how_many_threads_numpy_uses() -> None:
+    """A Ray worker's NumPy runs one BLAS thread (OMP_NUM_THREADS=1), a local run one per
+    core: faster-whisper's mel features used to differ in their last bit between the two,
+    and with them the segments' times and confidences (0.12-7.12 s against 0.12-7.72 s)."""
+    from threadpoolctl import threadpool_limits
+
+    from faceledger.speech import default_speech_model, transcribe
+
+    model = default_speech_model()
+    found = []
+    for threads in (1, 2):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            found.append(transcribe(JFK, model=model).segments)
+    assert found[0] and found[0] == found[1]
+
+
+def test_a_worker_whose_speech_weights_differ_transcribes_nothing_and_says_why() -> None:
+    """A node holding another model.bin than the driver's gives each video a speech_problem
+    (the people are still indexed), as a local model that fails to load does."""
+    from dataclasses import replace
+
+    from faceledger.batch.speech import SpeechSpec
+    from faceledger.config import Settings
+    from faceledger.speech import assemble_default_model
+    from faceledger.speech.model import WHISPER_BASE_SHA256
+    from faceledger.video.soundtrack import run_speech
+
+    cache = Settings().cache_dir
+    default = SpeechSpec.of(None, cache_dir=cache)
+    assert default.directory is None and default.sha256 == WHISPER_BASE_SHA256
+    spec = SpeechSpec.of(assemble_default_model(cache), cache_dir=cache)  # --asr-model DIR
+    assert spec.sha256 == WHISPER_BASE_SHA256  # hashed from the directory's model.bin
+    driver_has = "ab" * 32
+    heard = run_speech(JFK, replace(spec, sha256=driver_has).load().transcriber(None))
+    assert heard.segments == [] and heard.seconds == 0.0
+    assert heard.problem is not None and driver_has in heard.problem, heard.problem
+    assert "install the same speech model on every node" in heard.problem
 
 
 def test_enroll_embedded_refuses_faces_of_another_model(service: Any, celebs: Path) -> None:
