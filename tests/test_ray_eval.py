@@ -234,3 +234,16 @@ def test_entries_made_with_other_settings_are_refused_and_nothing_is_cached(
     np.testing.assert_array_equal(here[0].embedding, entry.result.embedding)
     assert len(cache) == 3
     cache.close()
+
+
+def test_ray_without_the_cache_is_refused_before_any_work(celebs: Path) -> None:
+    """What the cluster embeds goes through the cache: --ray with --no-cache is one clear line."""
+    from typer.testing import CliRunner
+
+    from faceledger.cli.common import ExitCode
+    from faceledger.cli.main import app
+
+    args = ["eval", "verify", "--tree", str(celebs), "--aligned", "--no-cache"]
+    result = CliRunner().invoke(app, [*args, "--ray", "127.0.0.1:1"])
+    assert result.exit_code == ExitCode.BAD_INPUT, result.output
+    assert "drop --no-cache" in result.output
