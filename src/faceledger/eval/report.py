@@ -43,6 +43,7 @@ __all__ = [
     "EvalReport",
     "Fairness",
     "GroupThreshold",
+    "IdentificationPart",
     "IdentificationSkipped",
     "ModelFacts",
     "ReportOptions",
@@ -178,6 +179,7 @@ class CalibrationCheck:
 
     @property
     def measurable(self) -> list[CheckedRate]:
+        """The rates with at least 10 false matches expected (the others are mostly noise)."""
         return [r for r in self.rates if r.measurable]
 
 

@@ -218,7 +218,7 @@ def _interval(ci: tuple[float, float]) -> str:
     return " – ".join(fmt(x) for x in ci)
 
 
-def group_columns(flag_factor: float) -> tuple[Column[GroupRates], ...]:
+def group_rate_columns(flag_factor: float) -> tuple[Column[GroupRates], ...]:
     """The per-group table's columns; the flag names ``flag_factor``."""
 
     def flag(g: GroupRates) -> str:
@@ -244,7 +244,7 @@ def group_columns(flag_factor: float) -> tuple[Column[GroupRates], ...]:
 
 
 def _fairness_html(fair: Fairness) -> str:
-    columns = group_columns(fair.flag_factor)
+    columns = group_rate_columns(fair.flag_factor)
     parts = []
     for column, diffs in fair.by_column().items():
         parts.append(f"<h3>{html.escape(column)}</h3>")
