@@ -12,7 +12,7 @@ import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeAlias, TypeVar
 
 import numpy as np
 
@@ -31,6 +31,10 @@ from faceledger.eval.report import (
     report_json,
 )
 from faceledger.eval.verification import OperatingPoint, Verification, thin_curve
+
+if TYPE_CHECKING:  # matplotlib is imported when a page is drawn, not with this module
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = ["Column", "render_html", "write_report"]
 
@@ -97,7 +101,7 @@ td:first-child,th:first-child{text-align:left}.flag{background:#fde2e2;font-weig
 margin:.5em 1em .5em 0}img{max-width:100%}dt{font-weight:600}dd{margin:0 0 .5em 1.5em}"""
 
 
-def _figure(ncols: int = 1) -> tuple[Any, list[Any]]:
+def _figure(ncols: int = 1) -> tuple[Figure, list[Axes]]:
     from matplotlib.figure import Figure  # imported here: only reports need matplotlib
 
     fig = Figure(figsize=(4.8 * ncols, 3.5), layout="constrained")
@@ -107,7 +111,7 @@ def _figure(ncols: int = 1) -> tuple[Any, list[Any]]:
     return fig, axes
 
 
-def _img(fig: Any, caption: str) -> str:
+def _img(fig: Figure, caption: str) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=96)
     uri = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
