@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.media_fixtures import JFK, SPEECH_VIDEO_FACE, SPEECH_VIDEO_WORDS, speech_video
+from tests.media_fixtures import AUDIO, JFK, SPEECH_VIDEO_FACE, SPEECH_VIDEO_WORDS, speech_video
+from tests.test_speech import write_wav
 from tests.test_video import damaged
 
 COLLECTION = "celebs"
@@ -299,17 +300,31 @@ def speech(doc: dict[str, Any]) -> dict[str, tuple[str | None, list[dict[str, An
     }
 
 
+def english_then_german(path: Path) -> Path:
+    """22 s: jfk.flac, half a second of silence, then 10.6 s of the German MIT licence."""
+    from faceledger.speech import decode_audio
+    from faceledger.speech.audio import SAMPLE_RATE
+
+    english = decode_audio(JFK).samples
+    german = decode_audio(AUDIO / "multilingual.mp3").samples
+    german = german[int(30.9 * SAMPLE_RATE) : int(41.5 * SAMPLE_RATE)]
+    pause = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
+    return write_wav(path, np.concatenate([english, pause, german]))
+
+
 def test_index_archive_on_ray_transcribes_speech_as_the_local_run_does(
     cluster: str, faces_dir: Path, tmp_path: Path, ray_env: dict[str, str]
 ) -> None:
-    """Speech on the workers (one model per actor): the same transcript and people as locally,
-    and a video whose audio is damaged is indexed without it, as locally."""
+    """Speech on the workers (one model per actor): the same transcript (languages detected
+    per segment, German translated) and people as locally, and a video whose audio is
+    damaged is indexed without it, as locally."""
     data = new_data(tmp_path, ray_env)
     biden = faces_dir / SPEECH_VIDEO_FACE.replace("biden2", "biden")
     run(data, ray_env, "enroll", COLLECTION, "joe_biden", str(biden), "--json")
     archive = tmp_path / "archive"
     archive.mkdir()
-    talk = speech_video(archive / "talk.mp4", faces_dir / SPEECH_VIDEO_FACE)  # 11 s, jfk.flac
+    sound = english_then_german(tmp_path / "en-de.wav")
+    talk = speech_video(archive / "talk.mp4", faces_dir / SPEECH_VIDEO_FACE, audio=sound)
     damaged(talk, archive / "unheard.mp4", kind="audio")
     common = ("video", "index-archive", str(archive), "--collection", COLLECTION, "--no-ocr")
     ray_doc, local_doc = tmp_path / "ray.json", tmp_path / "local.json"
@@ -320,10 +335,15 @@ def test_index_archive_on_ray_transcribes_speech_as_the_local_run_does(
     assert speech(on_ray) == speech(local)
     assert people(on_ray) == people(local)
     problem, segments = speech(on_ray)["talk.mp4"]
-    said = " ".join(s["text"] for s in segments).lower()
-    assert problem is None and all(w in said for w in SPEECH_VIDEO_WORDS), said
-    assert {s["language"] for s in segments} == {"en"}
-    assert segments[0]["start"] < 1.5 and segments[-1]["end"] > 9.5
+    assert problem is None
+    assert list(dict.fromkeys(s["language"] for s in segments)) == ["en", "de"]
+    said = {
+        lang: " ".join(s["text_en"] for s in segments if s["language"] == lang).lower()
+        for lang in ("en", "de")
+    }
+    assert all(w in said["en"] for w in SPEECH_VIDEO_WORDS), said
+    assert "documentation" in said["de"], said  # English for "Dokumentationsdateien"
+    assert segments[0]["start"] < 1.5 and segments[-1]["end"] > 20.0
     problem, segments = speech(on_ray)["unheard.mp4"]
     assert segments == [] and "audio" in str(problem)  # its people are still indexed:
     assert [[label for label, _ in p] for p in people(on_ray).values()] == [["joe_biden"]] * 2
