@@ -18,6 +18,7 @@ from faceledger.eval.cache import EmbeddingCache, ImageTask, embed_image
 from faceledger.eval.calibrate import calibrate_tree, check_trees, save_calibration
 from faceledger.eval.clustering import evaluate_grouping
 from faceledger.eval.dataset import Layout, embed_trees, group_columns, read_labels, score_pairs
+from faceledger.eval.fair import FairMethod
 from faceledger.eval.identification import (
     GalleryIdentification,
     SplitIdentification,
@@ -206,15 +207,23 @@ def calibrate(
         bool,
         typer.Option(
             "--fair",
-            help="Fit label-free fair score normalisation on TREE and measure it by the "
-            "groups of --labels, fitted on half the identities and measured on the other.",
+            help="Measure label-free fairness normalisation on TREE by the groups of "
+            "--labels: fitted on half the identities, measured on the other, swapped, pooled.",
         ),
     ] = False,
     labels: Annotated[
         Path | None,
         typer.Option(help="Group labels to measure --fair by (never used to fit it)."),
     ] = None,
-    clusters: Annotated[int, typer.Option(help="Clusters of --fair.")] = 20,
+    method: Annotated[
+        str,
+        typer.Option(
+            help="--fair method: cohort (each face against its nearest other people) or fsn "
+            "(fair score normalization, clusters of the embedding space)."
+        ),
+    ] = "cohort",
+    cohort_k: Annotated[int, typer.Option(help="Faces averaged per face by --method cohort.")] = 50,
+    clusters: Annotated[int, typer.Option(help="Clusters of --method fsn.")] = 20,
     ray: RayOpt = None,
     ray_workers: RayWorkersOpt = None,
     json_out: JsonOpt = False,
@@ -225,11 +234,14 @@ def calibrate(
     if fair:
         if tree is None or labels is None:
             raise InvalidArgument("--fair needs a TREE and --labels to measure by")
+        fair_method = _method(method)
         engine = Engine(model)
         with _cache(
             engine, cache_dir, no_cache, pack=model, ray=ray, ray_workers=ray_workers
         ) as cache:
-            return _fair(engine, tree, labels, aligned, clusters, cache, json_out)
+            return _fair(
+                engine, tree, labels, aligned, fair_method, clusters, cohort_k, cache, json_out
+            )
     engine = Engine(model)
     cal = None
     with _cache(engine, cache_dir, no_cache, pack=model, ray=ray, ray_workers=ray_workers) as cache:
@@ -273,36 +285,58 @@ def calibrate(
         )
 
 
+def _method(value: str) -> FairMethod:
+    if value not in ("cohort", "fsn"):
+        raise InvalidArgument(f"--method must be cohort or fsn, got {value!r}")
+    return cast(FairMethod, value)
+
+
 def _fair(
     engine: Engine,
     tree: Path,
     labels: Path,
     aligned: bool,
+    method: FairMethod,
     clusters: int,
+    cohort_k: int,
     cache: EmbeddingCache | None,
     json_out: bool,
 ) -> None:
-    from faceledger.eval.fair import two_fold_check
+    from faceledger.eval.fair import cross_fitted_check
 
     table = read_labels(labels)
     with progress_bar("embedding") as progress:
         data = embed_trees(engine, [tree], aligned=aligned, cache=cache, progress=progress)
     column = table.columns[0]
     groups = group_columns(data, table)[column]
-    folds = two_fold_check(data.embeddings, data.labels, groups, clusters=clusters)
+    check = cross_fitted_check(
+        data.embeddings, data.labels, groups, method=method, clusters=clusters, cohort_k=cohort_k
+    )
     if json_out:
-        return emit({"column": column, "clusters": clusters, "folds": folds})
-    for f in folds:
-        typer.echo(
-            f"fold {f['fold']}: fitted on {f['fit_identities']} identities, measured on "
-            f"{f['measured_identities']}; TAR at FMR 1e-3 {f['tar_at_fmr_1e-3']['plain']:.4f} "
-            f"without, {f['tar_at_fmr_1e-3']['fair']:.4f} with"
+        return emit(
+            {"column": column, "clusters": clusters, "cohort_k": cohort_k, **check.to_dict()}
         )
-        for g in f["groups"]:
+    names = [f"fold {i}" for i in range(len(check.folds))] + ["pooled"]
+    for name, f in zip(names, (*check.folds, check.pooled), strict=True):
+        typer.echo(
+            f"{name} ({method}): measured {f.measured_identities} identities on tables fitted "
+            f"on others; TAR at FMR 1e-3 {1 - f.tar_plain.fnmr:.4f} without, "
+            f"{1 - f.tar_fair.fnmr:.4f} with"
+        )
+        for p in f.points:
             typer.echo(
-                f"  stated {g['stated_fmr']:.0e} {column}={g['group']}: FMR {g['fmr']:.1e} -> "
-                f"{g['fair_fmr']:.1e}, FNMR {g['fnmr']:.3f} -> {g['fair_fnmr']:.3f}"
+                f"  stated {p.stated_fmr:.0e} {column}={p.group}: FMR {p.plain.fmr:.1e} -> "
+                f"{p.fair.fmr:.1e}, FNMR {p.plain.fnmr:.3f} -> {p.fair.fnmr:.3f}"
             )
+        for stated in sorted({p.stated_fmr for p in f.points}, reverse=True):
+            before, after = f.fmr_ratio(stated, fair=False), f.fmr_ratio(stated, fair=True)
+            typer.echo(
+                f"  worst/best FMR at stated {stated:.0e}: {_ratio(before)} -> {_ratio(after)}"
+            )
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
 
 
 @eval_app.command("verify")

@@ -1,36 +1,111 @@
-"""Label-free fairness calibration: Fair Score Normalization (Terhörst et al., 2021).
+"""Label-free fairness calibration, fitted on some identities and measured on others.
 
-No demographic label is used to fit or to apply it. The embedding space of calibration
-faces is split into ``clusters`` by spherical k-means; each cluster gets the threshold at
-which impostor pairs involving its faces reach the target false match rate, and the
-offset of that threshold from the global one. A pair's score is then shifted by the mean
-of its two faces' offsets:
+No demographic label is used to fit or to apply either method; labels only measure.
 
-    s' = s - (d[c(a)] + d[c(b)]) / 2,   d[c] = t_c - t_global
+* ``cohort`` (the default, and the one that measures best here): a comparison of faces
+  ``a`` and ``b`` is corrected by how close each face lies to *other people* of the
+  gallery it is compared within::
 
-so that regions of the face space where impostors score high (for this model, women's
-faces more than men's) need a higher raw similarity to match. Fitted on one set of
-identities, measured on a disjoint one (:func:`compare_by_group`).
+      s' = s - (m(a) + m(b)) / 2
+
+  where ``m(x)`` is the mean of the ``k`` highest similarities of ``x`` to the faces of
+  the gallery's persons other than the two compared. Faces in a crowded region of the
+  embedding space (for this model, women's faces more than men's) get a higher bar, so
+  the threshold table, fitted on normalised impostor scores, states about the same rate
+  for every region. The gallery's persons are what it needs to know, never their groups.
+* ``fsn``: Fair Score Normalization (Terhörst et al., 2021): spherical k-means clusters of
+  the embedding space, each cluster's threshold offset at a target FMR, a pair shifted by
+  the mean offset of its two faces' clusters.
+
+:func:`cross_fitted_check` fits the method and its threshold table on half the
+identities, measures the other half, swaps, and pools the counts, so every identity is
+measured once by a calibration that never saw it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from faceledger.errors import InvalidArgument
-from faceledger.eval.verification import all_pair_scores, threshold_at_fmr
+from faceledger.eval.verification import threshold_at_fmr
 from faceledger.models.calibration import STANDARD_FMRS, Calibration, calibrate
 from faceledger.types import FloatArray
 
+FairMethod = Literal["cohort", "fsn"]
 CLUSTERS = 20
-"""Default clusters (the paper uses 100 on far larger calibration sets)."""
+"""Default clusters of ``fsn`` (the paper uses 100 on far larger calibration sets)."""
+COHORT_K = 50
+"""Default cohort size of ``cohort``: the nearest other people's faces averaged per face."""
 TARGET_FMR = 1e-3
+STATED = (1e-3, 1e-4)
+TAR_FMR = 1e-3
 
 
+class PairNormalizer(Protocol):
+    """Normalised similarities ``(n, n)`` of every pair of rows of one gallery."""
+
+    def pair_scores(self, embeddings: FloatArray, persons: npt.NDArray[Any]) -> FloatArray: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+# -- cohort normalisation ----------------------------------------------------------------
+def cohort_means(
+    sims: FloatArray, persons: npt.NDArray[Any], k: int
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
+    """Each row's person index and ``m (n, P)``: ``m[x, j]`` is the mean of the ``k``
+    highest similarities of row ``x`` to rows of persons other than its own and ``j``.
+
+    ``sims`` is the ``(n, n)`` similarity matrix of the rows. Fewer than ``k`` such rows:
+    the mean of those there are (0 when there are none).
+    """
+    if k < 1:
+        raise InvalidArgument(f"cohort size must be at least 1, got {k}")
+    names, inv = np.unique(persons, return_inverse=True)
+    inv = inv.astype(np.intp)
+    n = inv.size
+    largest = int(np.bincount(inv).max()) if n else 0
+    take = min(k + largest, n)
+    masked = np.where(inv[:, None] == inv[None, :], -np.inf, sims.astype(np.float64))
+    if take < n:
+        top = np.argpartition(-masked, take - 1, axis=1)[:, :take]
+    else:
+        top = np.broadcast_to(np.arange(n), (n, n))
+    vals = np.take_along_axis(masked, top, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    vals = np.take_along_axis(vals, order, axis=1)
+    owners = inv[np.take_along_axis(top, order, axis=1)]
+    usable = np.isfinite(vals)
+    out = np.zeros((n, names.size))
+    for j in range(names.size):
+        keep = usable & (owners != j)
+        keep &= np.cumsum(keep, axis=1) <= k
+        count = keep.sum(axis=1)
+        out[:, j] = np.where(keep, vals, 0.0).sum(axis=1) / np.maximum(count, 1)
+    return inv, out
+
+
+@dataclass(frozen=True, slots=True)
+class CohortNormalizer:
+    """Cohort normalisation over ``k`` nearest faces of other people (nothing to fit)."""
+
+    k: int = COHORT_K
+
+    def pair_scores(self, embeddings: FloatArray, persons: npt.NDArray[Any]) -> FloatArray:
+        sims = embeddings @ embeddings.T
+        inv, m = cohort_means(sims, persons, self.k)
+        ma = m[:, inv]  # ma[a, b]: a's cohort mean without b's person
+        return np.asarray(sims - (ma + ma.T) / 2, dtype=np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": "cohort", "k": self.k}
+
+
+# -- fair score normalisation (FSN) ------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class FairNormalizer:
     """Cluster centroids ``(c, d)`` float32 (unit rows) and each cluster's score offset."""
@@ -47,8 +122,10 @@ class FairNormalizer:
         """Half the offset of each face's cluster: what it subtracts from any pair score."""
         return self.offsets[self.assign(embeddings)] / 2
 
-    def pair_scores(self, embeddings: FloatArray) -> FloatArray:
-        """Normalised similarities ``(n, n)`` of every pair of rows."""
+    def pair_scores(
+        self, embeddings: FloatArray, persons: npt.NDArray[Any] | None = None
+    ) -> FloatArray:
+        """Normalised similarities ``(n, n)`` of every pair of rows (persons unused)."""
         h = self.shift(embeddings)
         return np.asarray(embeddings @ embeddings.T - h[:, None] - h[None, :], dtype=np.float32)
 
@@ -118,11 +195,32 @@ def fit_fsn(
     return FairNormalizer(centroids, offsets, target_fmr)
 
 
+def fit_normalizer(
+    method: FairMethod,
+    embeddings: FloatArray,
+    persons: npt.NDArray[Any],
+    *,
+    clusters: int = CLUSTERS,
+    cohort_k: int = COHORT_K,
+    seed: int = 0,
+) -> PairNormalizer:
+    """The normaliser of ``method`` for the fitting identities (``cohort`` fits nothing)."""
+    if method == "cohort":
+        return CohortNormalizer(cohort_k)
+    if method == "fsn":
+        return fit_fsn(embeddings, persons, clusters=clusters, seed=seed)
+    raise InvalidArgument(f"unknown fairness method {method!r}: cohort or fsn")
+
+
 def fair_calibration(
-    normalizer: FairNormalizer, embeddings: FloatArray, labels: npt.NDArray[Any], *, source: str
+    normalizer: PairNormalizer,
+    embeddings: FloatArray,
+    labels: npt.NDArray[Any],
+    *,
+    source: str,
 ) -> Calibration:
-    """The threshold table of normalised scores of the fitting identities."""
-    scores = normalizer.pair_scores(embeddings)
+    """The threshold table of normalised impostor scores of the fitting identities."""
+    scores = normalizer.pair_scores(embeddings, labels)
     iu = np.triu_indices(len(labels), k=1)
     cross = labels[iu[0]] != labels[iu[1]]
     return calibrate(
@@ -133,118 +231,201 @@ def fair_calibration(
     )
 
 
+# -- measurement -------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """False matches among impostor pairs and false non-matches among genuine pairs."""
+
+    false_matches: int = 0
+    impostor_pairs: int = 0
+    false_non_matches: int = 0
+    genuine_pairs: int = 0
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(
+            self.false_matches + other.false_matches,
+            self.impostor_pairs + other.impostor_pairs,
+            self.false_non_matches + other.false_non_matches,
+            self.genuine_pairs + other.genuine_pairs,
+        )
+
+    @property
+    def fmr(self) -> float:
+        return self.false_matches / self.impostor_pairs if self.impostor_pairs else 0.0
+
+    @property
+    def fnmr(self) -> float:
+        return self.false_non_matches / self.genuine_pairs if self.genuine_pairs else 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class GroupPoint:
-    """FMR and FNMR of one group at one stated rate, with and without normalisation."""
+    """One group's pairs (both faces in the group) at one stated FMR, without and with."""
 
     stated_fmr: float
     group: str
-    fmr: float
-    fnmr: float
-    fair_fmr: float
-    fair_fnmr: float
-    impostor_pairs: int
+    plain: Counts
+    fair: Counts
 
 
-def compare_by_group(
-    normalizer: FairNormalizer,
+@dataclass(frozen=True, slots=True)
+class FoldResult:
+    """The measured identities of one fold (or of all folds pooled).
+
+    ``tar_*``: genuine pairs accepted at the threshold giving FMR 1e-3 over all the
+    measured impostor pairs (as :class:`Counts` of false non-matches).
+    """
+
+    fit_identities: int
+    measured_identities: int
+    points: tuple[GroupPoint, ...]
+    tar_plain: Counts
+    tar_fair: Counts
+
+    def __add__(self, other: FoldResult) -> FoldResult:
+        pooled = tuple(
+            GroupPoint(a.stated_fmr, a.group, a.plain + b.plain, a.fair + b.fair)
+            for a, b in zip(self.points, other.points, strict=True)
+        )
+        return FoldResult(
+            self.fit_identities + other.fit_identities,
+            self.measured_identities + other.measured_identities,
+            pooled,
+            self.tar_plain + other.tar_plain,
+            self.tar_fair + other.tar_fair,
+        )
+
+    def fmr_ratio(self, stated: float, *, fair: bool) -> float | None:
+        """Worst group's FMR over the best's at one stated rate (``None``: best is 0)."""
+        rates = [(p.fair if fair else p.plain).fmr for p in self.points if p.stated_fmr == stated]
+        return None if not rates or min(rates) == 0 else max(rates) / min(rates)
+
+
+@dataclass(frozen=True, slots=True)
+class FairCheck:
+    """A method measured by cross-fitting: each fold, and the folds' counts pooled."""
+
+    method: FairMethod
+    folds: tuple[FoldResult, ...]
+
+    @property
+    def pooled(self) -> FoldResult:
+        total = self.folds[0]
+        for f in self.folds[1:]:
+            total = total + f
+        return total
+
+    def to_dict(self) -> dict[str, Any]:
+        def one(f: FoldResult) -> dict[str, Any]:
+            return {
+                **asdict(f),
+                "fmr_ratio": {
+                    f"{s:g}": {
+                        "plain": f.fmr_ratio(s, fair=False),
+                        "fair": f.fmr_ratio(s, fair=True),
+                    }
+                    for s in sorted({p.stated_fmr for p in f.points}, reverse=True)
+                },
+                "tar_at_fmr_1e-3": {
+                    "plain": 1 - f.tar_plain.fnmr,
+                    "fair": 1 - f.tar_fair.fnmr,
+                },
+            }
+
+        return {
+            "method": self.method,
+            "folds": [one(f) for f in self.folds],
+            "pooled": one(self.pooled),
+        }
+
+
+def _counts(
+    scores: FloatArray, t: float, genuine: npt.NDArray[np.bool_], impostor: npt.NDArray[np.bool_]
+) -> Counts:
+    return Counts(
+        int(np.sum(scores[impostor] >= t)),
+        int(impostor.sum()),
+        int(np.sum(scores[genuine] < t)),
+        int(genuine.sum()),
+    )
+
+
+def measure_fold(
     plain: Calibration,
     fair: Calibration,
+    normalizer: PairNormalizer,
     embeddings: FloatArray,
     labels: npt.NDArray[Any],
     groups: npt.NDArray[np.str_],
     *,
-    stated: tuple[float, ...] = (1e-3, 1e-4),
-) -> dict[str, Any]:
-    """Per-group FMR (pairs within the group) and FNMR at each stated rate, and overall TAR
-    at FMR 1e-3, without (``plain`` table) and with normalisation (``fair`` table).
-
-    ``groups`` are used only to measure, never to fit or to score.
-    """
-    raw = embeddings @ embeddings.T
-    normed = normalizer.pair_scores(embeddings)
+    fit_identities: int,
+    stated: tuple[float, ...] = STATED,
+) -> FoldResult:
+    """Per-group FMR and FNMR at each stated rate of the ``plain`` and ``fair`` tables on
+    identities neither has seen, and TAR at FMR 1e-3. ``groups`` only measure."""
     iu = np.triu_indices(len(labels), k=1)
     same = labels[iu[0]] == labels[iu[1]]
-    rows: list[GroupPoint] = []
+    raw = (embeddings @ embeddings.T)[iu]
+    normed = normalizer.pair_scores(embeddings, labels)[iu]
+    points = []
     for f in stated:
         t, tf = plain.threshold_for(f), fair.threshold_for(f)
         for g in sorted(set(groups.tolist()) - {""}):
             inside = (groups[iu[0]] == g) & (groups[iu[1]] == g)
-            imp, gen = inside & ~same, inside & same
-            r, n = raw[iu], normed[iu]
-            rows.append(
+            points.append(
                 GroupPoint(
                     f,
                     g,
-                    float(np.mean(r[imp] >= t)),
-                    float(np.mean(r[gen] < t)),
-                    float(np.mean(n[imp] >= tf)),
-                    float(np.mean(n[gen] < tf)),
-                    int(imp.sum()),
+                    _counts(raw, t, inside & same, inside & ~same),
+                    _counts(normed, tf, inside & same, inside & ~same),
                 )
             )
-    plain_scores = all_pair_scores(embeddings, labels)
-    n_all = normed[iu]
-    tar_plain = _tar(plain_scores.genuine, plain_scores.impostor, 1e-3)
-    tar_fair = _tar(n_all[same], n_all[~same], 1e-3)
-    return {"groups": rows, "tar_at_fmr_1e-3": {"plain": tar_plain, "fair": tar_fair}}
+    none = np.zeros_like(same)
+    return FoldResult(
+        fit_identities,
+        int(np.unique(labels).size),
+        tuple(points),
+        _counts(raw, threshold_at_fmr(raw[~same], TAR_FMR), same, none),
+        _counts(normed, threshold_at_fmr(normed[~same], TAR_FMR), same, none),
+    )
 
 
-def _tar(genuine: FloatArray, impostor: FloatArray, fmr: float) -> float:
-    t = threshold_at_fmr(impostor, fmr)
-    return float(np.mean(genuine >= t))
-
-
-def worst_to_best(rows: list[GroupPoint], stated: float, attr: str) -> float | None:
-    """The worst group's rate over the best's at one stated FMR (``None``: best is 0)."""
-    values = [getattr(r, attr) for r in rows if r.stated_fmr == stated]
-    return None if not values or min(values) == 0 else float(max(values) / min(values))
-
-
-def two_fold_check(
+def cross_fitted_check(
     embeddings: FloatArray,
     labels: npt.NDArray[Any],
     groups: npt.NDArray[np.str_],
     *,
+    method: FairMethod = "cohort",
     clusters: int = CLUSTERS,
-    stated: tuple[float, ...] = (1e-3, 1e-4),
+    cohort_k: int = COHORT_K,
+    stated: tuple[float, ...] = STATED,
     seed: int = 0,
-) -> list[dict[str, Any]]:
+) -> FairCheck:
     """Fit on half the identities (alternate names, sorted), measure on the other half,
-    then swap. ``groups`` (one per row) only measure. The plain table is fitted on the
-    same half, so both sides are compared on identities neither has seen."""
+    then swap. The plain table is fitted on the same half, so both sides are measured on
+    identities neither has seen. ``groups`` (one per row) only measure."""
     names = np.unique(labels)
-    out = []
+    if names.size < 4:
+        raise InvalidArgument(f"a cross-fitted check needs at least 4 identities, got {names.size}")
+    folds = []
     for fold in (0, 1):
         fit = np.isin(labels, names[fold::2])
         fe, fl = embeddings[fit], labels[fit]
-        normalizer = fit_fsn(fe, fl, clusters=clusters, seed=seed)
-        plain = calibrate(all_pair_scores(fe, fl).impostor, source="fit half")
+        normalizer = fit_normalizer(method, fe, fl, clusters=clusters, cohort_k=cohort_k, seed=seed)
+        iu = np.triu_indices(len(fl), k=1)
+        cross = fl[iu[0]] != fl[iu[1]]
+        plain = calibrate(np.ascontiguousarray((fe @ fe.T)[iu][cross]), source="fit half")
         fair = fair_calibration(normalizer, fe, fl, source="fit half, normalised")
-        found = compare_by_group(
-            normalizer,
-            plain,
-            fair,
-            embeddings[~fit],
-            labels[~fit],
-            groups[~fit],
-            stated=stated,
+        folds.append(
+            measure_fold(
+                plain,
+                fair,
+                normalizer,
+                embeddings[~fit],
+                labels[~fit],
+                groups[~fit],
+                fit_identities=int(np.unique(fl).size),
+                stated=stated,
+            )
         )
-        rows: list[GroupPoint] = found["groups"]
-        out.append(
-            {
-                "fold": fold,
-                "fit_identities": int(np.unique(fl).size),
-                "measured_identities": int(np.unique(labels[~fit]).size),
-                "groups": [{f.name: getattr(r, f.name) for f in fields(GroupPoint)} for r in rows],
-                "fmr_ratio": {
-                    f"{f:g}": {
-                        "plain": worst_to_best(rows, f, "fmr"),
-                        "fair": worst_to_best(rows, f, "fair_fmr"),
-                    }
-                    for f in stated
-                },
-                "tar_at_fmr_1e-3": found["tar_at_fmr_1e-3"],
-            }
-        )
-    return out
+    return FairCheck(method, tuple(folds))
