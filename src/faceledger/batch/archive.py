@@ -2,11 +2,11 @@
 
 Workers decode, detect, embed, track and transcribe (``video.index_video``, the local
 indexer itself, with the actor's speech model: :mod:`faceledger.batch.speech`); the one
-step that needs
-the database, identifying the finished tracks against the collection, comes back to the
-driver through an :class:`IdentifyBroker` actor, so it stays one audited search per video
-in the service (``video.identify``) and no worker ever opens the store. Videos are read by
-path: the archive folder must be mounted at the same path on every node.
+step that needs the database, identifying the finished tracks against the collection,
+comes back to the driver through an :class:`IdentifyBroker` actor, so it stays one
+audited search per video in the service (``video.identify``) and no worker ever opens
+the store. Videos are read by path: the archive folder must be mounted at the same path
+on every node.
 """
 
 from __future__ import annotations
