@@ -247,3 +247,35 @@ def test_ray_without_the_cache_is_refused_before_any_work(celebs: Path) -> None:
     result = CliRunner().invoke(app, [*args, "--ray", "127.0.0.1:1"])
     assert result.exit_code == ExitCode.BAD_INPUT, result.output
     assert "drop --no-cache" in result.output
+
+
+def test_eval_identify_on_ray_embeds_gallery_and_probes_with_one_pool_of_workers(
+    cluster: str,  # noqa: F811
+    faces_dir: Path,
+    tmp_path: Path,
+    ray_env: dict[str, str],  # noqa: F811
+) -> None:
+    """Two embedding passes (gallery, then probes) of detected faces: the same figures as
+    locally, with the workers started once for both."""
+    people = faces_dir / "faceapi_bbt" / "identities"
+    gallery, probes = tmp_path / "gallery", tmp_path / "probes"
+    persons = sorted(p for p in people.iterdir() if p.is_dir())
+    for i, person in enumerate(persons):
+        files = sorted(person.iterdir())
+        enrolled = files[:1] if i % 2 == 0 else []  # half the persons are not enrolled
+        for tree, chosen in ((gallery, enrolled), (probes, files[len(enrolled) :])):
+            if not chosen:
+                continue
+            (tree / person.name).mkdir(parents=True)
+            for f in chosen:
+                (tree / person.name / f.name).symlink_to(f)
+    args = ["eval", "identify", "--gallery", str(gallery), "--probes", str(probes), "--json"]
+    local, said = finish(start(ray_env, [*args, "--cache-dir", str(tmp_path / "local")]))
+    assert said is None
+    ray_args = [*args, "--cache-dir", str(tmp_path / "ray"), "--ray", cluster, "--ray-workers", "2"]
+    on_ray, said = finish(start(ray_env, ray_args))
+    assert said is not None
+    assert said["items"] == len(list(people.glob("*/*")))
+    assert said["workers"] == 2 and said["pids"] <= 2  # one pool for both passes
+    assert on_ray == local
+    assert local["mated_searches"] >= 10 and local["nonmated_searches"] >= 10
