@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -31,3 +33,21 @@ def test_a_malformed_card_is_one_red_line_not_a_traceback(tmp_path: Path, text: 
         assert out.exit_code == ExitCode.ERROR, out.output
         assert out.exception is None or isinstance(out.exception, SystemExit), out.exception
         assert "model card" in out.output and "default.json" in out.output
+
+
+def test_the_population_statement_belongs_to_one_calibration() -> None:
+    from faceledger.models.calibration import calibrate
+    from faceledger.models.pack import CalibrationPopulation
+    from faceledger.models.packs import load_pack
+
+    pack = load_pack("default")
+    assert pack.calibration is not None and pack.population is not None
+    assert pack.population.calibration_id == pack.calibration.calibration_id
+    listed = CliRunner().invoke(models_app, ["--json"])
+    [default] = [p for p in json.loads(listed.stdout) if p["name"] == "default"]
+    assert default["calibration_population"]["covered"].startswith("24 adult public figures")
+    spec = {"calibration": pack.calibration.calibration_id, "covered": "a", "not_covered": "b"}
+    assert CalibrationPopulation.for_calibration(spec, pack.calibration) is not None
+    other = calibrate(np.linspace(-0.2, 0.3, 20_000).astype(np.float32), source="another set")
+    assert CalibrationPopulation.for_calibration(spec, other) is None  # not inherited
+    assert CalibrationPopulation.for_calibration(None, pack.calibration) is None

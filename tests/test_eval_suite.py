@@ -708,6 +708,8 @@ def test_cli_identify_cluster_calibrate_and_models_show(
     assert out.exit_code == 0, out.output
     assert "Model card: default" in out.stdout and "non-commercial" in out.stdout
     assert "EER" in out.stdout and "rank-1" in out.stdout and "dataset at stated" in out.stdout
+    assert "covers: 24 adult public figures of glint360k_celeb24" in out.stdout
+    assert "does not cover: children;" in out.stdout  # the card says who it was not made on
     listed = runner.invoke(models_app, ["--json"])
     assert listed.exit_code == 0 and json.loads(listed.stdout)[0]["name"] == "default"
 

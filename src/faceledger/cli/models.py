@@ -246,6 +246,9 @@ def models(
         )
         for f in p["files"]:
             typer.echo(f"  {f['role']}: {f['file']} sha256 {f['sha256']}")
+        if population := p.get("calibration_population"):
+            typer.echo(f"  calibrated on: {population['covered']}")
+            typer.echo(f"  not calibrated on: {population['not_covered']}")
 
 
 def _rate(x: float | None) -> str:
@@ -326,3 +329,7 @@ def show(
         return
     for line in _card_lines(stored.card):
         typer.echo(line)
+    population = load_pack(pack).population
+    if population is not None:
+        typer.echo(f"Calibration {population.calibration_id} covers: {population.covered}")
+        typer.echo(f"  and does not cover: {population.not_covered}")

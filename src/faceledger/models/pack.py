@@ -25,6 +25,25 @@ class ModelFile:
     sha256: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class CalibrationPopulation:
+    """Who a calibration's identities were, and who they were not (free text, per the
+    calibration id it was written for, so a new calibration never inherits it)."""
+
+    calibration_id: str
+    covered: str
+    not_covered: str
+
+    @classmethod
+    def for_calibration(
+        cls, spec: dict[str, Any] | None, calibration: Calibration | None
+    ) -> CalibrationPopulation | None:
+        """The statement in ``spec`` if it was written for ``calibration``, else ``None``."""
+        if not spec or calibration is None or spec.get("calibration") != calibration.calibration_id:
+            return None
+        return cls(calibration.calibration_id, str(spec["covered"]), str(spec["not_covered"]))
+
+
 @dataclass(frozen=True)
 class ModelPack:
     """A named, hash-pinned set of models whose embeddings share one space."""
@@ -38,6 +57,8 @@ class ModelPack:
     calibration: Calibration | None
     home: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    population: CalibrationPopulation | None = None
+    """Which populations the calibration covers, when the pack states it."""
 
     @property
     def model_id(self) -> str:
@@ -70,6 +91,11 @@ class ModelPack:
             ],
             "threshold_at_fmr_1e-4": cal.threshold_for(1e-4) if cal else None,
             "calibration_source": cal.source if cal else None,
+            "calibration_population": (
+                {"covered": self.population.covered, "not_covered": self.population.not_covered}
+                if self.population
+                else None
+            ),
         }
 
     def build(self, *, threads: int = 1) -> FacePipeline:

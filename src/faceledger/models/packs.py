@@ -20,7 +20,7 @@ from faceledger.errors import InvalidArgument, ModelError
 from faceledger.models.arcface import ArcFaceEmbedder
 from faceledger.models.calibration import Calibration
 from faceledger.models.graph_cache import graph_cache_dir
-from faceledger.models.pack import BUILDERS, ModelFile, ModelPack
+from faceledger.models.pack import BUILDERS, CalibrationPopulation, ModelFile, ModelPack
 
 __all__ = ["ModelFile", "ModelPack", "builtin_pack_specs", "directory_pack", "load_pack"]
 from faceledger.models.pipeline import FacePipeline, OnnxPipeline
@@ -77,7 +77,7 @@ def _from_spec(spec: dict[str, Any], base: Path) -> ModelPack:
         ModelFile(role=f["role"], path=base / f["file"], sha256=f.get("sha256"))
         for f in spec["files"]
     )
-    cal = spec.get("calibration")
+    cal = Calibration.from_dict(spec["calibration"]) if spec.get("calibration") else None
     return ModelPack(
         name=spec["name"],
         kind=spec.get("kind", "onnx"),
@@ -85,9 +85,10 @@ def _from_spec(spec: dict[str, Any], base: Path) -> ModelPack:
         license=spec.get("license", "unknown"),
         embedding_dim=int(spec["embedding_dim"]),
         files=files,
-        calibration=Calibration.from_dict(cal) if cal else None,
+        calibration=cal,
         home=base,
         extra=spec.get("extra", {}),
+        population=CalibrationPopulation.for_calibration(spec.get("calibration_population"), cal),
     )
 
 
@@ -121,7 +122,7 @@ def directory_pack(path: Path) -> ModelPack:
     meta: dict[str, Any] = {}
     if (path / PACK_FILE).is_file():
         meta = json.loads((path / PACK_FILE).read_text())
-    cal = meta.get("calibration")
+    cal = Calibration.from_dict(meta["calibration"]) if meta.get("calibration") else None
     return ModelPack(
         name=meta.get("name", f"dir:{path.name}"),
         kind="onnx",
@@ -132,8 +133,9 @@ def directory_pack(path: Path) -> ModelPack:
             ModelFile("detector", detector, sha256_file(detector)),
             ModelFile("recognizer", recognizer, sha256_file(recognizer)),
         ),
-        calibration=Calibration.from_dict(cal) if cal else None,
+        calibration=cal,
         home=path,
+        population=CalibrationPopulation.for_calibration(meta.get("calibration_population"), cal),
     )
 
 
