@@ -317,7 +317,12 @@ def test_index_archive_on_ray_transcribes_speech_as_the_local_run_does(
 ) -> None:
     """Speech on the workers (one model per actor): the same transcript (languages detected
     per segment, German translated) and people as locally, and a video whose audio is
-    damaged is indexed without it, as locally."""
+    damaged is indexed without it, as locally. The workers load the model as a directory
+    (``--asr-model``, hashed on each), the local run from the packages: the same weights."""
+    from faceledger.config import Settings
+    from faceledger.speech import assemble_default_model
+
+    whisper_base = assemble_default_model(Settings().cache_dir)
     data = new_data(tmp_path, ray_env)
     biden = faces_dir / SPEECH_VIDEO_FACE.replace("biden2", "biden")
     run(data, ray_env, "enroll", COLLECTION, "joe_biden", str(biden), "--json")
@@ -328,7 +333,13 @@ def test_index_archive_on_ray_transcribes_speech_as_the_local_run_does(
     damaged(talk, archive / "unheard.mp4", kind="audio")
     common = ("video", "index-archive", str(archive), "--collection", COLLECTION, "--no-ocr")
     ray_doc, local_doc = tmp_path / "ray.json", tmp_path / "local.json"
-    on_ray = run(data, ray_env, *common, "--json", str(ray_doc), "--ray", cluster, doc=ray_doc)
+    on_ray = run(
+        data,
+        ray_env,
+        *common,
+        *("--json", str(ray_doc), "--ray", cluster, "--asr-model", str(whisper_base)),
+        doc=ray_doc,
+    )
     local = run(data, ray_env, *common, "--json", str(local_doc), doc=local_doc)
     assert on_ray["indexed"] == local["indexed"] == 2 and on_ray["failed"] == 0
     assert len(on_ray["cluster"]["worker_pids"]) == 2  # each worker transcribed a video
