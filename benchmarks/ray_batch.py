@@ -36,6 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _ray_head import local_head, ray_env
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 
 
@@ -121,15 +123,7 @@ def main() -> None:
     parser.add_argument("--archive", action="store_true", help="index videos, speech on")
     parser.add_argument("--videos", type=Path, help="with --archive (default: shared clips)")
     args = parser.parse_args()
-    env = {
-        **os.environ,
-        "RAY_DISABLE_USAGE_STATS": "1",
-        "RAY_AUTH_MODE": "token",
-        "RAY_AUTH_TOKEN": secrets.token_hex(16),
-    }
-    os.environ.update(env)
-    import ray
-
+    env = ray_env()
     extra = [] if args.no_aligned else ["--aligned"]
     root = Path(tempfile.mkdtemp(prefix="fl-raybench-"))
     try:
@@ -145,21 +139,8 @@ def main() -> None:
                 return enrol(root, env, args.tree, [*extra, *more])
 
         local = work([])
-        started = time.perf_counter()
-        ray.init(
-            num_cpus=args.cpus,
-            include_dashboard=False,
-            object_store_memory=200 * 1024 * 1024,
-            _temp_dir=str(root / "ray"),
-            configure_logging=False,
-            log_to_driver=False,
-        )
-        head_seconds = time.perf_counter() - started
-        address = ray.get_runtime_context().gcs_address
-        try:
+        with local_head(args.cpus, root / "ray") as (address, head_seconds):
             on_ray = work(["--ray", address])
-        finally:
-            ray.shutdown()
     finally:
         shutil.rmtree(root, ignore_errors=True)
     summary: dict[str, Any] = {

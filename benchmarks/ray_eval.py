@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import sys
@@ -25,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _ray_head import local_head, ray_env
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 RAY_LINE = re.compile(
@@ -64,35 +65,16 @@ def main() -> None:
     parser.add_argument("--cpus", type=int, default=2, help="CPUs (worker actors) of the head")
     parser.add_argument("--no-aligned", action="store_true", help="the tree holds photos")
     args = parser.parse_args()
-    env = {
-        **os.environ,
-        "RAY_DISABLE_USAGE_STATS": "1",
-        "RAY_AUTH_MODE": "token",
-        "RAY_AUTH_TOKEN": secrets.token_hex(16),
-    }
-    os.environ.update(env)
-    import ray
-
+    env = ray_env()
     common = ["--tree", str(args.tree), "--json"]
     common += [] if args.no_aligned else ["--aligned"]
     common += [] if args.per_person is None else ["--per-person", str(args.per_person)]
     root = Path(tempfile.mkdtemp(prefix="fl-rayeval-"))
     try:
         local = verify(env, common, root / "local")
-        ray.init(
-            num_cpus=args.cpus,
-            include_dashboard=False,
-            object_store_memory=200 * 1024 * 1024,
-            _temp_dir=str(root / "ray"),
-            configure_logging=False,
-            log_to_driver=False,
-        )
-        address = ray.get_runtime_context().gcs_address
-        try:
+        with local_head(args.cpus, root / "ray") as (address, _):
             on_ray = verify(env, [*common, "--ray", address], root / "ray-cache")
             cached = verify(env, [*common, "--ray", address], root / "ray-cache")
-        finally:
-            ray.shutdown()
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(
