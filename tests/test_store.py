@@ -284,3 +284,26 @@ def test_approximate_index_results_are_reranked_by_stored_embeddings(
     again = store.search(col, queries[:1].astype(np.float32), 5)
     assert int(found.ids[0, 0]) not in again.ids[0].tolist()
     store.close()
+
+
+def test_gallery_counts_read_only_their_collection(tmp_path: Path, db_url: str | None) -> None:
+    """N of a gallery counts persons with a face in that collection only; the face counts
+    of candidates come in one query; a person page counts its collection's faces."""
+    store = new_store(tmp_path / "d", db_url)
+    for name in ("a", "b"):
+        store.create_collection(
+            name, model_pack="test", model_id="test@1", embedding_dim=DIM, require_consent=False
+        )
+    store.add_faces_bulk("a", [(f"p{i}", NewFace(embedding=unit(i))) for i in range(5)])
+    store.add_faces_bulk("a", [("p0", NewFace(embedding=unit(100 + i))) for i in range(3)])
+    store.create_person("a", "nobody")  # no face: not in the gallery
+    store.add_faces_bulk("b", [(f"q{i}", NewFace(embedding=unit(200 + i))) for i in range(7)])
+    assert store.count_persons_with_faces("a") == 5
+    assert store.count_persons_with_faces("b") == 7
+    ids = {p.name: p.id for p in store.list_persons("a", limit=10)}
+    counts = store.face_counts([ids["p0"], ids["p1"], ids["nobody"], ids["p0"]])
+    assert counts == {ids["p0"]: 4, ids["p1"]: 1, ids["nobody"]: 0}
+    assert store.face_counts([]) == {}
+    store.delete_face("a", store.list_faces("a", "p0")[0].id)  # p0 keeps 3
+    assert {p.name: p.face_count for p in store.list_persons("a", limit=10)}["p0"] == 3
+    store.close()

@@ -8,7 +8,7 @@ positive identification rate (FPIR). Find Similar ranks faces, each rated per co
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -25,7 +25,6 @@ from faceledger.types import FloatArray
 SimilarMode = Literal["matchPerson", "matchFace"]
 FACES_PER_CANDIDATE = 8
 """Nearest faces fetched per requested candidate, so persons with many faces still rank."""
-_PAGE = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,33 +82,8 @@ def decision_fields(
 
 
 def count_persons(store: Store, collection: str) -> int:
-    """Persons with at least one face in a collection: N of the gallery.
-
-    Costs one pass over the collection's persons (pages of 1,000); a store that keeps
-    the count should be asked instead.
-    """
-    persons = offset = 0
-    while True:
-        page = store.list_persons(collection, offset=offset, limit=_PAGE)
-        persons += sum(1 for p in page if p.face_count > 0)
-        if len(page) < _PAGE:
-            return persons
-        offset += _PAGE
-
-
-def _face_counter(
-    store: Store, collection: str, names: Mapping[int, str | None]
-) -> Callable[[int], int]:
-    """Enrolled faces of a candidate person, read once per person and search."""
-    cache: dict[int, int] = {}
-
-    def count(pid: int) -> int:
-        if pid not in cache:
-            name = names.get(pid)
-            cache[pid] = store.get_person(collection, name).face_count if name else 1
-        return cache[pid]
-
-    return count
+    """Persons with at least one face in a collection: N of the gallery."""
+    return store.count_persons_with_faces(collection)
 
 
 def _rank(
@@ -126,8 +100,12 @@ def _rank(
     k = max(top * FACES_PER_CANDIDATE, 32)
     result = store.search(collection, queries, k)
     owners = store.face_owners(sorted({int(i) for i in result.ids.ravel() if i >= 0}))
-    names = {pid: name for pid, name in owners.values() if pid is not None}
-    count = face_count or _face_counter(store, collection.name, names)
+    if face_count is None:  # every candidate's enrolled faces, in one query
+        counts = store.face_counts([pid for pid, _ in owners.values() if pid is not None])
+
+        def face_count(pid: int) -> int:
+            return counts.get(pid, 1)
+
     return [
         rank_persons(
             result.ids[q],
@@ -136,7 +114,7 @@ def _rank(
             calibration,
             top=top,
             max_fmr=max_fmr,
-            face_counts=count,
+            face_counts=face_count,
             aggregate=aggregate,
         )
         for q in range(queries.shape[0])

@@ -425,6 +425,7 @@ class Store:
         col = self.get_collection(collection)
         counts = (
             select(faces.c.person_id, func.count().label("n"))
+            .where(faces.c.collection_id == col.id)
             .group_by(faces.c.person_id)
             .subquery()
         )
@@ -438,6 +439,33 @@ class Store:
                 .limit(limit)
             ).all()
         return [_person(r, col.name, int(r[-1])) for r in rows]
+
+    def count_persons_with_faces(self, collection: str) -> int:
+        """Persons of a collection with at least one face: N of its gallery (one query, an
+        index probe per person; faces of other collections are never read)."""
+        col = self.get_collection(collection)
+        has_face = select(faces.c.id).where(faces.c.person_id == persons.c.id).exists()
+        with read_transaction(self._engine) as conn:
+            n = conn.scalar(
+                select(func.count())
+                .select_from(persons)
+                .where(persons.c.collection_id == col.id, has_face)
+            )
+        return int(n or 0)
+
+    def face_counts(self, person_ids: Sequence[int]) -> dict[int, int]:
+        """Enrolled faces of each of ``person_ids`` in one query (absent: 0)."""
+        if not person_ids:
+            return {}
+        wanted = sorted(set(person_ids))
+        with read_transaction(self._engine) as conn:
+            rows = conn.execute(
+                select(faces.c.person_id, func.count())
+                .where(faces.c.person_id.in_(wanted))
+                .group_by(faces.c.person_id)
+            ).all()
+        found = {int(pid): int(n) for pid, n in rows}
+        return {pid: found.get(pid, 0) for pid in wanted}
 
     def update_person(
         self,
