@@ -9,6 +9,9 @@ the real faces are marked ``integration`` through their fixture.
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,3 +88,49 @@ def service(tmp_path: Path) -> Iterator[FaceService]:
     svc = FaceService(Settings(data=tmp_path / "data"))
     yield svc
     svc.close()
+
+
+@pytest.fixture(scope="session")
+def ray_env() -> Iterator[dict[str, str]]:
+    """The environment a cluster process and a driver share (the token is the secret).
+
+    One per session: a Ray process reads its token once, so a second head with another
+    token in the same test process fails to authenticate."""
+    env = {
+        "RAY_DISABLE_USAGE_STATS": "1",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(16),
+    }
+    before = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield {**os.environ, **env}
+    for k, v in before.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def cluster(ray_env: dict[str, str]) -> Iterator[str]:
+    """A 2-CPU Ray head on this machine, shared by the Ray test modules; its GCS address
+    (what ``--ray`` takes).
+
+    Ray reads ``RAY_AUTH_MODE`` when it is imported, so it is imported after ``ray_env``.
+    """
+    import ray
+
+    temp = tempfile.mkdtemp(prefix="fl-ray-")  # short: Ray's socket paths must fit 107 bytes
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=80 * 1024 * 1024,
+        _temp_dir=temp,
+        configure_logging=False,
+        log_to_driver=False,
+    )
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)

@@ -11,16 +11,12 @@ and a killed driver lose and duplicate nothing.
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,48 +32,6 @@ OK = (0, 5)
 """Exit codes of a run that did its work (5: some images refused, e.g. quality too low)."""
 KILL_TEST_PERSONS = 8
 """Persons enrolled by the kill test (a third of the set: enough batches to kill in)."""
-
-
-@pytest.fixture(scope="module")
-def ray_env() -> Iterator[dict[str, str]]:
-    """The environment a cluster process and a driver share (the token is the secret)."""
-    env = {
-        "RAY_DISABLE_USAGE_STATS": "1",
-        "RAY_AUTH_MODE": "token",
-        "RAY_AUTH_TOKEN": secrets.token_hex(16),
-    }
-    before = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    yield {**os.environ, **env}
-    for k, v in before.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
-@pytest.fixture(scope="module")
-def cluster(ray_env: dict[str, str]) -> Iterator[str]:
-    """A 2-CPU Ray head on this machine; its GCS address (what ``--ray`` takes).
-
-    Ray reads ``RAY_AUTH_MODE`` when it is imported, so it is imported after ``ray_env``.
-    """
-    import ray
-
-    temp = tempfile.mkdtemp(prefix="fl-ray-")  # short: Ray's socket paths must fit 107 bytes
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=80 * 1024 * 1024,
-        _temp_dir=temp,
-        configure_logging=False,
-        log_to_driver=False,
-    )
-    try:
-        yield ray.get_runtime_context().gcs_address
-    finally:
-        ray.shutdown()
-        shutil.rmtree(temp, ignore_errors=True)
 
 
 def start(data: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:

@@ -1,6 +1,6 @@
 """``faceledger eval ... --ray ADDRESS`` on a real local Ray cluster (2 CPUs, 2 worker actors).
 
-The cluster is the one ``tests/test_ray.py`` starts (its fixtures, imported). The
+The cluster is the session's one (``tests/conftest.py``), shared with ``tests/test_ray.py``. The
 evaluation runs as users run it, as subprocesses: ``eval verify`` on aligned crops of
 glint360k_celeb24 gives the same figures with ``--ray`` as locally, with the same cache
 entries (image SHA-256 and embedding); a driver killed part way and a worker killed
@@ -36,7 +36,7 @@ from faceledger.eval.cache import (
     embed_images,
 )
 from faceledger.eval.dataset import list_tree
-from tests.test_ray import cluster, named_workers, ray_env, wait_for  # noqa: F401  (fixtures)
+from tests.test_ray import named_workers, wait_for
 
 PER_PERSON = 20
 """Crops per person of glint360k_celeb24: 480 images, 30 chunks, a few seconds of work."""
@@ -133,7 +133,7 @@ def same_entries(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
 def local_run(
     celebs: Path,
     tmp_path_factory: pytest.TempPathFactory,
-    ray_env: dict[str, str],  # noqa: F811
+    ray_env: dict[str, str],
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """``eval verify`` without Ray: the figures and cache entries every Ray run must equal."""
     cache = tmp_path_factory.mktemp("local-cache")
@@ -144,11 +144,11 @@ def local_run(
 
 
 def test_eval_verify_on_ray_equals_the_local_run_and_a_rerun_computes_nothing(
-    cluster: str,  # noqa: F811
+    cluster: str,
     celebs: Path,
     local_run: tuple[dict[str, Any], dict[str, np.ndarray]],
     tmp_path: Path,
-    ray_env: dict[str, str],  # noqa: F811
+    ray_env: dict[str, str],
 ) -> None:
     expected, entries = local_run
     args = [*verify_args(celebs, tmp_path), "--ray", cluster]
@@ -166,11 +166,11 @@ def test_eval_verify_on_ray_equals_the_local_run_and_a_rerun_computes_nothing(
 
 
 def test_a_killed_driver_and_a_killed_worker_lose_and_duplicate_nothing(
-    cluster: str,  # noqa: F811
+    cluster: str,
     celebs: Path,
     local_run: tuple[dict[str, Any], dict[str, np.ndarray]],
     tmp_path: Path,
-    ray_env: dict[str, str],  # noqa: F811
+    ray_env: dict[str, str],
 ) -> None:
     expected, entries = local_run
     args = [*verify_args(celebs, tmp_path), "--ray", cluster]
@@ -254,10 +254,10 @@ def test_ray_without_the_cache_is_refused_before_any_work(celebs: Path) -> None:
 
 
 def test_eval_identify_on_ray_embeds_gallery_and_probes_with_one_pool_of_workers(
-    cluster: str,  # noqa: F811
+    cluster: str,
     faces_dir: Path,
     tmp_path: Path,
-    ray_env: dict[str, str],  # noqa: F811
+    ray_env: dict[str, str],
 ) -> None:
     """Two embedding passes (gallery, then probes) of detected faces: the same figures as
     locally, with the workers started once for both."""
