@@ -8,7 +8,7 @@ positive identification rate (FPIR). Find Similar ranks faces, each rated per co
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -81,11 +81,6 @@ def decision_fields(
     return fields
 
 
-def count_persons(store: Store, collection: str) -> int:
-    """Persons with at least one face in a collection: N of the gallery."""
-    return store.count_persons_with_faces(collection)
-
-
 def _rank(
     store: Store,
     collection: CollectionRecord,
@@ -95,17 +90,11 @@ def _rank(
     top: int,
     max_fmr: float,
     aggregate: Aggregate,
-    face_count: Callable[[int], int] | None,
 ) -> list[list[Candidate]]:
     k = max(top * FACES_PER_CANDIDATE, 32)
     result = store.search(collection, queries, k)
     owners = store.face_owners(sorted({int(i) for i in result.ids.ravel() if i >= 0}))
-    if face_count is None:  # every candidate's enrolled faces, in one query
-        counts = store.face_counts([pid for pid, _ in owners.values() if pid is not None])
-
-        def face_count(pid: int) -> int:
-            return counts.get(pid, 1)
-
+    counts = store.face_counts([pid for pid, _ in owners.values() if pid is not None])
     return [
         rank_persons(
             result.ids[q],
@@ -114,7 +103,7 @@ def _rank(
             calibration,
             top=top,
             max_fmr=max_fmr,
-            face_counts=face_count,
+            face_counts=lambda pid: counts.get(pid, 1),
             aggregate=aggregate,
         )
         for q in range(queries.shape[0])
@@ -131,18 +120,15 @@ def identify_gallery(
     max_fmr: float | None,
     max_fpir: float | None = None,
     aggregate: Aggregate = "max",
-    persons: int | None = None,
-    face_count: Callable[[int], int] | None = None,
 ) -> Identification:
     """For each query ``(q, d)``, persons within the per-person rate, best first, and the
     gallery's expected FPIR.
 
     The per-person rate is ``max_fmr``, or the rate that gives the gallery an expected
-    FPIR of ``max_fpir`` (the stricter when both are given). ``persons`` is N of the
-    gallery (counted with :func:`count_persons` when not given); ``face_count(person id)``
-    a candidate's enrolled faces (read from the store when not given).
+    FPIR of ``max_fpir`` (the stricter when both are given); N of the gallery is the
+    collection's persons with a face.
     """
-    n = count_persons(store, collection.name) if persons is None else persons
+    n = store.count_persons_with_faces(collection.name)
     rates = gallery_rates(n, max_fmr=max_fmr, max_fpir=max_fpir)
     if queries.shape[0] == 0:
         return Identification([], rates)
@@ -154,7 +140,6 @@ def identify_gallery(
         top=top,
         max_fmr=rates.max_fmr,
         aggregate=aggregate,
-        face_count=face_count,
     )
     return Identification(ranked, rates)
 
@@ -180,7 +165,6 @@ def identify(
         top=top,
         max_fmr=max_fmr,
         aggregate=aggregate,
-        face_count=None,
     )
 
 
