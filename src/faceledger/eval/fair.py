@@ -3,16 +3,17 @@
 No demographic label is used to fit or to apply either method; labels only measure.
 
 * ``cohort`` (the default, and the one that measures best here): a comparison of faces
-  ``a`` and ``b`` is corrected by how close each face lies to *other people* of the
-  gallery it is compared within::
+  ``a`` and ``b`` is corrected by how close each face lies to a *cohort*, the faces of
+  the fitting identities (:mod:`faceledger.models.cohort`)::
 
       s' = s - (m(a) + m(b)) / 2
 
-  where ``m(x)`` is the mean of the ``k`` highest similarities of ``x`` to the faces of
-  the gallery's persons other than the two compared. Faces in a crowded region of the
-  embedding space (for this model, women's faces more than men's) get a higher bar, so
-  the threshold table, fitted on normalised impostor scores, states about the same rate
-  for every region. The gallery's persons are what it needs to know, never their groups.
+  where ``m(x)`` is the mean of the ``k`` highest similarities of ``x`` to the cohort.
+  Faces in a crowded region of the embedding space (for this model, women's faces more
+  than men's) get a higher bar, so the threshold table, fitted on normalised impostor
+  scores of the fitting identities (each pair against the cohort without both its
+  persons), states about the same rate for every region. The cohort travels with the
+  calibration, so a search scores exactly as the check measured.
 * ``fsn``: Fair Score Normalization (Terhörst et al., 2021): spherical k-means clusters of
   the embedding space, each cluster's threshold offset at a target FMR, a pair shifted by
   the mean offset of its two faces' clusters.
@@ -33,22 +34,27 @@ import numpy.typing as npt
 from faceledger.errors import InvalidArgument
 from faceledger.eval.verification import threshold_at_fmr
 from faceledger.models.calibration import STANDARD_FMRS, Calibration, calibrate
+from faceledger.models.cohort import COHORT_K, Cohort, normalise
 from faceledger.types import FloatArray
 
 FairMethod = Literal["cohort", "fsn"]
 CLUSTERS = 20
 """Default clusters of ``fsn`` (the paper uses 100 on far larger calibration sets)."""
-COHORT_K = 50
-"""Default cohort size of ``cohort``: the nearest other people's faces averaged per face."""
 TARGET_FMR = 1e-3
 STATED = (1e-3, 1e-4)
 TAR_FMR = 1e-3
 
 
 class PairNormalizer(Protocol):
-    """Normalised similarities ``(n, n)`` of every pair of rows of one gallery."""
+    """Normalised similarities ``(n, n)`` of every pair of rows."""
 
-    def pair_scores(self, embeddings: FloatArray, persons: npt.NDArray[Any]) -> FloatArray: ...
+    def pair_scores(self, embeddings: FloatArray) -> FloatArray:
+        """Of faces the normaliser was not fitted on."""
+        ...
+
+    def fit_scores(self, embeddings: FloatArray, persons: npt.NDArray[Any]) -> FloatArray:
+        """Of the fitting identities' faces themselves (what their tables are built from)."""
+        ...
 
     def to_dict(self) -> dict[str, Any]: ...
 
@@ -91,18 +97,30 @@ def cohort_means(
 
 @dataclass(frozen=True, slots=True)
 class CohortNormalizer:
-    """Cohort normalisation over ``k`` nearest faces of other people (nothing to fit)."""
+    """Cohort normalisation against the fitting identities' faces (nothing else to fit).
 
-    k: int = COHORT_K
+    ``persons`` labels the cohort's rows: a pair of fitting faces is normalised against
+    the cohort without both its persons, so no face is compared with its own person.
+    """
 
-    def pair_scores(self, embeddings: FloatArray, persons: npt.NDArray[Any]) -> FloatArray:
-        sims = embeddings @ embeddings.T
-        inv, m = cohort_means(sims, persons, self.k)
+    cohort: Cohort
+    persons: npt.NDArray[Any]
+
+    def pair_scores(self, embeddings: FloatArray) -> FloatArray:
+        m = self.cohort.means(embeddings)
+        return normalise(embeddings @ embeddings.T, m, m)
+
+    def fit_scores(self, embeddings: FloatArray, persons: npt.NDArray[Any]) -> FloatArray:
+        x = self.cohort.embeddings
+        if embeddings.shape != x.shape or not np.array_equal(persons, self.persons):
+            raise InvalidArgument("fit_scores takes the cohort's own faces and persons")
+        sims = x @ x.T
+        inv, m = cohort_means(sims, self.persons, self.cohort.k)
         ma = m[:, inv]  # ma[a, b]: a's cohort mean without b's person
         return np.asarray(sims - (ma + ma.T) / 2, dtype=np.float32)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": "cohort", "k": self.k}
+        return {"method": "cohort", "k": self.cohort.k, "cohort_faces": self.cohort.size}
 
 
 # -- fair score normalisation (FSN) ------------------------------------------------------
@@ -122,12 +140,13 @@ class FairNormalizer:
         """Half the offset of each face's cluster: what it subtracts from any pair score."""
         return self.offsets[self.assign(embeddings)] / 2
 
-    def pair_scores(
-        self, embeddings: FloatArray, persons: npt.NDArray[Any] | None = None
-    ) -> FloatArray:
-        """Normalised similarities ``(n, n)`` of every pair of rows (persons unused)."""
+    def pair_scores(self, embeddings: FloatArray) -> FloatArray:
+        """Normalised similarities ``(n, n)`` of every pair of rows."""
         h = self.shift(embeddings)
         return np.asarray(embeddings @ embeddings.T - h[:, None] - h[None, :], dtype=np.float32)
+
+    def fit_scores(self, embeddings: FloatArray, persons: npt.NDArray[Any]) -> FloatArray:
+        return self.pair_scores(embeddings)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -204,9 +223,9 @@ def fit_normalizer(
     cohort_k: int = COHORT_K,
     seed: int = 0,
 ) -> PairNormalizer:
-    """The normaliser of ``method`` for the fitting identities (``cohort`` fits nothing)."""
+    """The normaliser of ``method`` for the fitting identities (``cohort``: their faces)."""
     if method == "cohort":
-        return CohortNormalizer(cohort_k)
+        return CohortNormalizer(Cohort(embeddings, cohort_k), np.asarray(persons))
     if method == "fsn":
         return fit_fsn(embeddings, persons, clusters=clusters, seed=seed)
     raise InvalidArgument(f"unknown fairness method {method!r}: cohort or fsn")
@@ -219,16 +238,22 @@ def fair_calibration(
     *,
     source: str,
 ) -> Calibration:
-    """The threshold table of normalised impostor scores of the fitting identities."""
-    scores = normalizer.pair_scores(embeddings, labels)
-    iu = np.triu_indices(len(labels), k=1)
-    cross = labels[iu[0]] != labels[iu[1]]
+    """The per-comparison table of normalised impostor scores of the fitting identities.
+    A cohort normaliser's cohort goes with it, so searches under it would normalise."""
     return calibrate(
-        np.ascontiguousarray(scores[iu][cross]),
+        cohort_impostors(normalizer.fit_scores(embeddings, labels), labels),
         source=source,
         fmrs=STANDARD_FMRS,
         meta={"fair": normalizer.to_dict()},
+        cohort=normalizer.cohort if isinstance(normalizer, CohortNormalizer) else None,
     )
+
+
+def cohort_impostors(scores: FloatArray, labels: npt.NDArray[Any]) -> FloatArray:
+    """The cross-identity entries of a pair-score matrix ``(n, n)``, each pair once."""
+    iu = np.triu_indices(len(labels), k=1)
+    cross = labels[iu[0]] != labels[iu[1]]
+    return np.ascontiguousarray(scores[iu][cross], dtype=np.float32)
 
 
 # -- measurement -------------------------------------------------------------------------
@@ -366,7 +391,7 @@ def measure_fold(
     iu = np.triu_indices(len(labels), k=1)
     same = labels[iu[0]] == labels[iu[1]]
     raw = (embeddings @ embeddings.T)[iu]
-    normed = normalizer.pair_scores(embeddings, labels)[iu]
+    normed = normalizer.pair_scores(embeddings)[iu]
     points = []
     for f in stated:
         t, tf = plain.threshold_for(f), fair.threshold_for(f)

@@ -46,10 +46,13 @@ def person_impostor_scores(
     *,
     draws: int = DRAWS,
     seed: int = 0,
+    scores: FloatArray | None = None,
 ) -> FloatArray:
     """Aggregate scores of impostor persons of ``k`` faces against every other identity's faces.
 
-    ``embeddings (n, d)`` float32, L2-normalised, one label per row. Identities with fewer
+    ``embeddings (n, d)`` float32, L2-normalised, one label per row; ``scores (n, n)``, when
+    given, are the pair scores to aggregate instead of their cosine similarities (a
+    normalised calibration's). Identities with fewer
     than ``k`` faces make no impostor person. Costs O(n^2 d) for the similarities plus
     O(identities * draws * k * n). Returns a flat float32 array (empty when no identity
     has ``k`` faces).
@@ -58,7 +61,9 @@ def person_impostor_scores(
         raise InvalidArgument("embeddings must be (n, d) with one label per row")
     if k < 1:
         raise InvalidArgument(f"k must be at least 1, got {k}")
-    sims = embeddings @ embeddings.T
+    sims = embeddings @ embeddings.T if scores is None else scores
+    if sims.shape != (labels.size, labels.size):
+        raise InvalidArgument("scores must be (n, n) for n embeddings")
     rng = np.random.default_rng(seed)
     out: list[FloatArray] = []
     for name in np.unique(labels):
@@ -85,8 +90,10 @@ def person_tables(
     fmrs: tuple[float, ...] = STANDARD_FMRS,
     draws: int = DRAWS,
     seed: int = 0,
+    scores: FloatArray | None = None,
 ) -> dict[str, PersonTables]:
-    """Per-person rate tables for each aggregate, one per k that enough identities allow.
+    """Per-person rate tables for each aggregate, one per k that enough identities allow
+    (of ``scores (n, n)`` when given, else cosine similarities).
 
     A k is kept when at least two identities have k faces and there are at least 1,000
     impostor scores. ``max`` tables are made monotone in k (the best of more faces never
@@ -100,13 +107,13 @@ def person_tables(
         for k in ks:
             if int(np.sum(counts >= k)) < 2:
                 continue
-            scores = person_impostor_scores(
-                embeddings, labels, k, aggregate, draws=draws, seed=seed + k
+            impostors = person_impostor_scores(
+                embeddings, labels, k, aggregate, draws=draws, seed=seed + k, scores=scores
             )
-            if scores.size < 1000:
+            if impostors.size < 1000:
                 continue
             kept.append(k)
-            tables.append(rate_table(scores, fmrs=fmrs))
+            tables.append(rate_table(impostors, fmrs=fmrs))
         if kept:
             if aggregate == "max":
                 tables = _monotone_in_k(tables)

@@ -11,7 +11,10 @@ labelled calibration identities:
   interpolated linearly in log k between tables. An impostor's best score over k faces
   passes a threshold more often than one comparison does;
 - its **provenance** (sets, identities, pairs, model id, date) and an **id**, the hash
-  of its content, so a ledger entry can name the exact calibration behind a decision.
+  of its content, so a ledger entry can name the exact calibration behind a decision;
+- optionally a **cohort** (:mod:`faceledger.models.cohort`): then every table is of
+  cohort-normalised scores, and a search normalises its similarities before comparing
+  them with a threshold (:meth:`Calibration.scores`).
 
 Files written before per-person tables existed still load; their per-person rates are the
 independence bound ``1 - (1 - f)^k``, which over-states the rate of correlated faces.
@@ -30,6 +33,8 @@ import numpy as np
 import numpy.typing as npt
 
 from faceledger.errors import InvalidArgument
+from faceledger.models.cohort import Cohort, normalise
+from faceledger.types import FloatArray
 
 STANDARD_FMRS: tuple[float, ...] = (
     5e-1,
@@ -184,6 +189,8 @@ class Calibration:
     meta: dict[str, Any] = field(default_factory=dict)
     per_person: dict[str, PersonTables] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    cohort: Cohort | None = None
+    """When set, the tables are of cohort-normalised scores and searches normalise."""
 
     @cached_property
     def table(self) -> RateTable:
@@ -232,13 +239,29 @@ class Calibration:
     def has_person_tables(self) -> bool:
         return bool(self.per_person)
 
+    def scores(self, sims: FloatArray, queries: FloatArray, faces: FloatArray) -> FloatArray:
+        """The scores these tables rate: ``sims (q, n)`` of ``queries (q, d)`` against
+        ``faces (n, d)`` as they are, or cohort-normalised when the calibration has a cohort."""
+        if self.cohort is None:
+            return np.asarray(sims, dtype=np.float32)
+        return normalise(sims, self.cohort.means(queries), self.cohort.means(faces))
+
+    def face_offsets(self, faces: FloatArray) -> FloatArray:
+        """Half of each face's cohort mean (0 without a cohort): what normalising
+        subtracts from any score the face takes part in."""
+        if self.cohort is None:
+            return np.zeros(faces.shape[0], dtype=np.float32)
+        return np.asarray(self.cohort.means(faces) / 2, dtype=np.float32)
+
     @cached_property
     def calibration_id(self) -> str:
         """``cal-`` and the first 16 hex digits of the SHA-256 of the canonical content."""
         return content_id(self._content())
 
     def _content(self) -> dict[str, Any]:
-        return {
+        """What the id hashes: a cohort by its SHA-256, shape and k (its faces are
+        only in :meth:`to_dict`)."""
+        content: dict[str, Any] = {
             "format": FORMAT,
             "fmrs": list(self.fmrs),
             "thresholds": [round(t, 5) for t in self.thresholds],
@@ -249,10 +272,16 @@ class Calibration:
             "per_person": {a: t.to_dict() for a, t in sorted(self.per_person.items())},
             "provenance": self.provenance,
         }
+        if self.cohort is not None:
+            content["cohort"] = {k: v for k, v in self.cohort.to_dict().items() if k != "data"}
+        return content
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready content with its ``id`` first."""
-        return {"id": self.calibration_id, **self._content()}
+        """JSON-ready content with its ``id`` first (and a cohort's faces, base64)."""
+        out = {"id": self.calibration_id, **self._content()}
+        if self.cohort is not None:
+            out["cohort"] = self.cohort.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibration:
@@ -272,6 +301,7 @@ class Calibration:
                 str(a): PersonTables.from_dict(t) for a, t in data.get("per_person", {}).items()
             },
             provenance=dict(data.get("provenance", {})),
+            cohort=Cohort.from_dict(data["cohort"]) if data.get("cohort") else None,
         )
         stated = data.get("id")
         if stated is not None and stated != cal.calibration_id:
@@ -337,8 +367,10 @@ def calibrate(
     meta: dict[str, Any] | None = None,
     per_person: dict[str, PersonTables] | None = None,
     provenance: dict[str, Any] | None = None,
+    cohort: Cohort | None = None,
 ) -> Calibration:
-    """Build a calibration from per-comparison impostor similarities (see :func:`rate_table`)."""
+    """Build a calibration from per-comparison impostor similarities (see :func:`rate_table`);
+    with a ``cohort``, the scores must be normalised by it."""
     table = rate_table(impostors, fmrs=fmrs)
     return Calibration(
         fmrs=table.fmrs,
@@ -349,6 +381,7 @@ def calibrate(
         meta=dict(meta or {}),
         per_person=dict(per_person or {}),
         provenance=dict(provenance or {}),
+        cohort=cohort,
     )
 
 
