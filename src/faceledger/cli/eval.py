@@ -27,6 +27,8 @@ from faceledger.eval.identification import (
 )
 from faceledger.eval.pairs import evaluate_pairs, read_csv_pairs, read_lfw_pairs
 from faceledger.eval.verification import all_pair_scores, evaluate_verification
+from faceledger.models.calibration import Calibration
+from faceledger.models.cohort import COHORT_K
 
 eval_app = typer.Typer(help="Measure accuracy on labelled data.", no_args_is_help=True)
 
@@ -207,8 +209,10 @@ def calibrate(
         bool,
         typer.Option(
             "--fair",
-            help="Measure label-free fairness normalisation on TREE by the groups of "
-            "--labels: fitted on half the identities, measured on the other, swapped, pooled.",
+            help="Label-free fairness normalisation. With --labels: measure it on TREE by "
+            "their groups (fitted on half the identities, measured on the other, swapped, "
+            "pooled). With --write: save a cohort-normalised calibration of all of TREE, "
+            "which searches of a collection moved to it apply.",
         ),
     ] = False,
     labels: Annotated[
@@ -222,7 +226,9 @@ def calibrate(
             "(fair score normalization, clusters of the embedding space)."
         ),
     ] = "cohort",
-    cohort_k: Annotated[int, typer.Option(help="Faces averaged per face by --method cohort.")] = 50,
+    cohort_k: Annotated[
+        int, typer.Option(help="Cohort faces averaged per face by --method cohort.")
+    ] = COHORT_K,
     clusters: Annotated[int, typer.Option(help="Clusters of --method fsn.")] = 20,
     ray: RayOpt = None,
     ray_workers: RayWorkersOpt = None,
@@ -232,16 +238,40 @@ def calibrate(
     if tree is None and not check:
         raise InvalidArgument("give a TREE to calibrate on, --check folders, or both")
     if fair:
-        if tree is None or labels is None:
-            raise InvalidArgument("--fair needs a TREE and --labels to measure by")
+        if tree is None or (labels is None and not write):
+            raise InvalidArgument(
+                "--fair needs a TREE, and --labels to measure by or --write to save a "
+                "cohort-normalised calibration (or both)"
+            )
         fair_method = _method(method)
+        if write and fair_method != "cohort":
+            raise InvalidArgument(
+                "--fair --write saves a cohort-normalised calibration; searches apply no "
+                "other method: drop --method fsn"
+            )
         engine = Engine(model)
         with _cache(
             engine, cache_dir, no_cache, pack=model, ray=ray, ray_workers=ray_workers
         ) as cache:
-            return _fair(
-                engine, tree, labels, aligned, fair_method, clusters, cohort_k, cache, json_out
-            )
+            if labels is not None:
+                _fair(
+                    engine, tree, labels, aligned, fair_method, clusters, cohort_k, cache, json_out
+                )
+            if write:
+                with progress_bar("embedding") as progress:
+                    fair_cal = calibrate_tree(
+                        engine,
+                        tree,
+                        aligned=aligned,
+                        cache=cache,
+                        progress=progress,
+                        cohort_k=cohort_k,
+                    )
+                saved = save_calibration(fair_cal, store or Settings().data / "calibrations")
+                typer.echo(f"saved calibration {fair_cal.calibration_id} to {saved}", err=True)
+                if labels is None:
+                    _show(_summary(fair_cal), json_out)
+        return None
     engine = Engine(model)
     cal = None
     with _cache(engine, cache_dir, no_cache, pack=model, ray=ray, ray_workers=ray_workers) as cache:
@@ -333,6 +363,14 @@ def _fair(
             typer.echo(
                 f"  worst/best FMR at stated {stated:.0e}: {_ratio(before)} -> {_ratio(after)}"
             )
+
+
+def _summary(cal: Calibration) -> dict[str, Any]:
+    """A calibration as shown on the terminal: its cohort by size and hash, not its faces."""
+    out = cal.to_dict()
+    if cal.cohort is not None:
+        out["cohort"] = {"faces": cal.cohort.size, "k": cal.cohort.k, "sha256": cal.cohort.digest}
+    return out
 
 
 def _ratio(value: float | None) -> str:

@@ -24,6 +24,7 @@ from faceledger.eval.person import person_tables
 from faceledger.eval.verification import all_pair_scores
 from faceledger.models.calibration import MIN_EXCEEDANCES, PERSON_KS, Calibration, calibrate
 from faceledger.models.calibration_store import CalibrationStore
+from faceledger.models.cohort import Cohort
 from faceledger.types import FloatArray
 
 
@@ -38,13 +39,16 @@ def calibrate_tree(
     progress: Progress | None = None,
     person_ks: tuple[int, ...] = PERSON_KS,
     created: str | None = None,
+    cohort_k: int | None = None,
 ) -> Calibration:
     """Calibrate ``engine``'s pack on labelled folders of ``<person>/<images>``.
 
     The per-comparison table comes from every cross-identity pair, the per-person tables
     from impostor persons of k faces (:mod:`faceledger.eval.person`). The provenance names
     the sets, identities and pair counts, the model id and the date (``created``, ISO
-    8601; default now, UTC).
+    8601; default now, UTC). With ``cohort_k``, the calibration is cohort-normalised
+    (:mod:`faceledger.eval.fair`): these faces are its cohort, every table is of
+    normalised scores, and searches under it normalise.
     """
     roots = [root] if isinstance(root, Path) else list(root)
     data = embed_trees(
@@ -70,8 +74,19 @@ def calibrate_tree(
         "aligned_input": aligned,
         "model_id": engine.model_id,
     }
-    tables = person_tables(data.embeddings, data.labels, ks=person_ks)
     sets = sorted({dataset_name(r) for r in roots})
+    source = f"{' + '.join(sets)}: all cross-identity pairs"
+    cohort, normalised = None, None
+    if cohort_k is not None:
+        from faceledger.eval.fair import CohortNormalizer, cohort_impostors
+
+        normalizer = CohortNormalizer(Cohort(data.embeddings, cohort_k), data.labels)
+        normalised = normalizer.fit_scores(data.embeddings, data.labels)
+        impostors = cohort_impostors(normalised, data.labels)
+        cohort = normalizer.cohort
+        meta["fair"] = normalizer.to_dict()
+        source += ", cohort-normalised"
+    tables = person_tables(data.embeddings, data.labels, ks=person_ks, scores=normalised)
     provenance: dict[str, Any] = {
         "model_id": engine.model_id,
         "created": created or datetime.now(UTC).replace(microsecond=0).isoformat(),
@@ -86,11 +101,7 @@ def calibrate_tree(
         },
     }
     return calibrate(
-        impostors,
-        source=f"{' + '.join(sets)}: all cross-identity pairs",
-        meta=meta,
-        per_person=tables,
-        provenance=provenance,
+        impostors, source=source, meta=meta, per_person=tables, provenance=provenance, cohort=cohort
     )
 
 
@@ -183,7 +194,8 @@ def check_trees(
         cache=cache,
         progress=progress,
     )
-    scores = all_pair_scores(data.embeddings, data.labels)
+    offsets = cal.face_offsets(data.embeddings) if cal.cohort is not None else None
+    scores = all_pair_scores(data.embeddings, data.labels, offsets)
     return TreeCheck(
         calibration_source=cal.source,
         model_id=engine.model_id,

@@ -33,10 +33,14 @@ class PairScores:
     impostor: FloatArray
 
 
-def all_pair_scores(embeddings: FloatArray, labels: npt.NDArray[Any]) -> PairScores:
+def all_pair_scores(
+    embeddings: FloatArray, labels: npt.NDArray[Any], offsets: FloatArray | None = None
+) -> PairScores:
     """Every pair of rows of ``embeddings (n, d)`` (L2-normalised): same label or not.
 
-    Cost O(n^2 d) time in blocks of 512 rows; the scores take 4 n(n-1)/2 bytes.
+    ``offsets (n,)``, when given, are subtracted from every score a row takes part in
+    (a cohort-normalised calibration's :meth:`~Calibration.face_offsets`). Cost O(n^2 d)
+    time in blocks of 512 rows; the scores take 4 n(n-1)/2 bytes.
     """
     n = embeddings.shape[0]
     if labels.shape != (n,):
@@ -47,6 +51,8 @@ def all_pair_scores(embeddings: FloatArray, labels: npt.NDArray[Any]) -> PairSco
     for start in range(0, n, BLOCK):
         stop = min(start + BLOCK, n)
         sims = embeddings[start:stop] @ embeddings[start:].T
+        if offsets is not None:
+            sims -= offsets[start:stop, None] + offsets[None, start:]
         rows, cols = np.triu_indices(stop - start, k=1, m=n - start)
         values = sims[rows, cols]
         same = ids[start + rows] == ids[start + cols]

@@ -8,6 +8,7 @@ adds others to a store in the user's data folder.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -106,7 +107,18 @@ class CalibrationStore:
 
 def _read(path: Path) -> Calibration:
     try:
-        data: Any = json.loads(path.read_text())
+        stat = path.stat()
+    except OSError as exc:
+        raise StoreError(f"unreadable calibration file {path}: {exc.strerror}") from exc
+    return _parse(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _parse(path: str, mtime_ns: int, size: int) -> Calibration:
+    """A file parsed once per (path, mtime, size): a collection's searches each read their
+    calibration, and one with a cohort takes some 45 ms to parse and check."""
+    try:
+        data: Any = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
         raise StoreError(f"unreadable calibration file {path}: {exc}") from exc
     return Calibration.from_dict(data)
