@@ -72,11 +72,17 @@ def edge_rate(n: int, max_fmr: float, false_edges_per_face: float | None) -> flo
 
 
 def similarity_edges(
-    embeddings: FloatArray, threshold: float, *, neighbours: int = 0
+    embeddings: FloatArray,
+    threshold: float,
+    *,
+    neighbours: int = 0,
+    offsets: FloatArray | None = None,
 ) -> list[list[tuple[int, float]]]:
     """Neighbours at or above ``threshold`` of each row, optionally mutual k-nearest only.
 
-    Cost O(n^2 d) time in blocks of about ``BLOCK_CELLS / n`` rows (128 MiB at a time).
+    ``offsets (n,)``, when given, are subtracted from every score a row takes part in (a
+    cohort-normalised calibration's :meth:`~Calibration.face_offsets`). Cost O(n^2 d)
+    time in blocks of about ``BLOCK_CELLS / n`` rows (128 MiB at a time).
     """
     n = embeddings.shape[0]
     block = max(64, BLOCK_CELLS // max(n, 1))
@@ -84,6 +90,8 @@ def similarity_edges(
     knn: list[set[int]] = []
     for start in range(0, n, block):
         sims = embeddings[start : start + block] @ embeddings.T
+        if offsets is not None:
+            sims -= offsets[start : start + block, None] + offsets[None, :]
         rows = np.arange(sims.shape[0])
         sims[rows, start + rows] = -np.inf
         if neighbours > 0:
@@ -108,18 +116,20 @@ def chinese_whispers(
     neighbours: int = 0,
     calibration: Calibration | None = None,
     min_size: int = 2,
+    offsets: FloatArray | None = None,
 ) -> Grouping:
     """Cluster ``embeddings (n, d)``; faces sharing a ``photo_ids`` value never share a group.
 
     Edge weights are the similarity, or ``-log10`` of its false match rate when a
-    ``calibration`` is given.
+    ``calibration`` is given. ``offsets`` normalise every score first (see
+    :func:`similarity_edges`; ``threshold`` is then of normalised scores).
     """
     n = embeddings.shape[0]
     if n == 0:
         return Grouping([], [], threshold)
     if min_size < 1:
         raise InvalidArgument(f"min_size must be at least 1, got {min_size}")
-    adjacency = similarity_edges(embeddings, threshold, neighbours=neighbours)
+    adjacency = similarity_edges(embeddings, threshold, neighbours=neighbours, offsets=offsets)
     if calibration is not None:
         thr = np.asarray(calibration.thresholds)
         logs = np.log10(np.asarray(calibration.fmrs))
@@ -167,7 +177,8 @@ def group_faces(
     max_fmr: float = 1e-3,
     options: GroupingOptions | None = None,
 ) -> Grouping:
-    """Group faces ``(n, d)`` at an edge threshold chosen from the number of pairs."""
+    """Group faces ``(n, d)`` at an edge threshold chosen from the number of pairs
+    (of cohort-normalised scores under a calibration with a cohort)."""
     opts = options or GroupingOptions()
     rate = edge_rate(embeddings.shape[0], max_fmr, opts.false_edges_per_face)
     threshold = calibration.threshold_for(rate)
@@ -180,6 +191,7 @@ def group_faces(
         neighbours=opts.neighbours,
         calibration=calibration if opts.calibrated_weights else None,
         min_size=opts.min_size,
+        offsets=calibration.face_offsets(embeddings) if calibration.cohort is not None else None,
     )
     return Grouping(found.groups, found.messy_group, threshold, rate)
 

@@ -4,6 +4,10 @@ Rates hold for the decision actually made: identify and verify judge a person by
 aggregate of their faces against the threshold for their number of enrolled faces, and
 report that person's false match rate; identify also states the gallery's expected false
 positive identification rate (FPIR). Find Similar ranks faces, each rated per comparison.
+
+Under a cohort-normalised calibration (:mod:`faceledger.models.cohort`) every similarity
+is normalised before it is ranked, aggregated or compared with a threshold, exactly as
+the calibration's tables were built; the scores reported are the normalised ones.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from faceledger.index.base import SearchResult
 from faceledger.models.calibration import Aggregate, Calibration
 from faceledger.search.gallery import GalleryRates, gallery_rates
 from faceledger.search.grouping import Grouping, GroupingOptions, group_faces
@@ -81,6 +86,29 @@ def decision_fields(
     return fields
 
 
+def scored(
+    store: Store,
+    collection: CollectionRecord,
+    queries: FloatArray,
+    calibration: Calibration,
+    k: int,
+) -> SearchResult:
+    """The ``k`` nearest faces of each query, scored as ``calibration`` rates them, best
+    first: cosine similarities, or cohort-normalised ones (re-sorted) under a cohort."""
+    result = store.search(collection, queries, k)
+    if calibration.cohort is None:
+        return result
+    found = result.ids >= 0
+    ids, vectors = store.face_vectors(collection, sorted({int(i) for i in result.ids[found]}))
+    offset = dict(zip(ids.tolist(), calibration.face_offsets(vectors).tolist(), strict=True))
+    faces = np.array([[offset.get(int(i), np.inf) for i in row] for row in result.ids])
+    scores = result.scores - calibration.face_offsets(queries)[:, None] - faces
+    scores = np.where(found & np.isfinite(faces), scores, -np.inf).astype(np.float32)
+    order = np.argsort(-scores, axis=1, kind="stable")
+    ids_sorted = np.take_along_axis(np.where(np.isfinite(scores), result.ids, -1), order, axis=1)
+    return SearchResult(ids_sorted, np.take_along_axis(scores, order, axis=1))
+
+
 def _rank(
     store: Store,
     collection: CollectionRecord,
@@ -92,7 +120,7 @@ def _rank(
     aggregate: Aggregate,
 ) -> list[list[Candidate]]:
     k = max(top * FACES_PER_CANDIDATE, 32)
-    result = store.search(collection, queries, k)
+    result = scored(store, collection, queries, calibration, k)
     owners = store.face_owners(sorted({int(i) for i in result.ids.ravel() if i >= 0}))
     counts = store.face_counts([pid for pid, _ in owners.values() if pid is not None])
     return [
@@ -180,7 +208,7 @@ def similar(
 ) -> list[Candidate]:
     """Find Similar: ``matchPerson`` ranks faces passing the threshold at ``max_fmr``;
     ``matchFace`` ranks the most similar faces whatever their similarity (each with its FMR)."""
-    result = store.search(collection, query[None], max(top * 4, top + 16))
+    result = scored(store, collection, query[None], calibration, max(top * 4, top + 16))
     owners = store.face_owners(sorted({int(i) for i in result.ids[0] if i >= 0}))
     min_sim = calibration.threshold_for(max_fmr) if mode == "matchPerson" else -1.0
     return rank_faces(
@@ -202,7 +230,8 @@ def verify_person(
     The threshold is the per-person one for k faces, so ``max_fmr`` is the rate of this
     decision, not of one of its k comparisons.
     """
-    sims = np.sort(gallery @ query)[::-1]
+    raw = (gallery @ query)[None, :]
+    sims = np.sort(calibration.scores(raw, query[None, :], gallery)[0])[::-1]
     k = int(sims.size)
     if k == 0:
         return PersonMatch(person, -1.0, 1.0, max_fmr, 1.0, False, 0, 1.0, aggregate)

@@ -615,6 +615,20 @@ class Store:
             ).all()
         return _unpack(rows, col.embedding_dim)
 
+    def face_vectors(
+        self, collection: CollectionRecord, face_ids: Sequence[int]
+    ) -> tuple[np.ndarray, FloatArray]:
+        """Ids and embeddings ``(n, d)`` of those of ``face_ids`` the collection holds."""
+        if not face_ids:
+            return _unpack([], collection.embedding_dim)
+        with read_transaction(self._engine) as conn:
+            rows = conn.execute(
+                select(faces.c.id, faces.c.embedding).where(
+                    faces.c.collection_id == collection.id, faces.c.id.in_(list(face_ids))
+                )
+            ).all()
+        return _unpack(rows, collection.embedding_dim)
+
     def face_owners(self, face_ids: Sequence[int]) -> dict[int, tuple[int | None, str | None]]:
         """``face id -> (person id, person name)`` for faces that exist (face-list faces: None)."""
         if not face_ids:
