@@ -307,3 +307,25 @@ def test_gallery_counts_read_only_their_collection(tmp_path: Path, db_url: str |
     store.delete_face("a", store.list_faces("a", "p0")[0].id)  # p0 keeps 3
     assert {p.name: p.face_count for p in store.list_persons("a", limit=10)}["p0"] == 3
     store.close()
+
+
+def test_face_vectors_are_those_stored_in_that_collection(
+    tmp_path: Path, db_url: str | None
+) -> None:
+    """A cohort-normalised search reads its candidates' vectors: exactly the stored ones,
+    of the asked collection only, absent ids left out."""
+    store = new_store(tmp_path / "d", db_url)
+    for name in ("a", "b"):
+        store.create_collection(
+            name, model_pack="test", model_id="test@1", embedding_dim=DIM, require_consent=False
+        )
+    in_a = store.add_faces_bulk("a", [(f"p{i}", NewFace(embedding=unit(i))) for i in range(4)])
+    in_b = store.add_faces_bulk("b", [("q", NewFace(embedding=unit(50)))])
+    col = store.get_collection("a")
+    ids, vectors = store.face_vectors(col, [int(in_a[2]), int(in_b[0]), int(in_a[0]), 10**9])
+    got = dict(zip(ids.tolist(), vectors, strict=True))
+    assert set(got) == {int(in_a[0]), int(in_a[2])}
+    np.testing.assert_array_equal(got[int(in_a[2])], unit(2))
+    empty_ids, empty = store.face_vectors(col, [])
+    assert empty_ids.size == 0 and empty.shape == (0, DIM)
+    store.close()

@@ -19,7 +19,7 @@ import numpy as np
 from faceledger.engine import Engine
 from faceledger.errors import InvalidArgument
 from faceledger.eval.cache import EmbeddingCache
-from faceledger.eval.dataset import Layout, Progress, dataset_name, embed_trees
+from faceledger.eval.dataset import EmbeddedSet, Layout, Progress, dataset_name, embed_trees
 from faceledger.eval.person import person_tables
 from faceledger.eval.verification import all_pair_scores
 from faceledger.models.calibration import MIN_EXCEEDANCES, PERSON_KS, Calibration, calibrate
@@ -60,6 +60,31 @@ def calibrate_tree(
         cache=cache,
         progress=progress,
     )
+    return build_calibration(
+        data,
+        sets=sorted({dataset_name(r) for r in roots}),
+        model_id=engine.model_id,
+        aligned=aligned,
+        person_ks=person_ks,
+        created=created,
+        cohort_k=cohort_k,
+    )
+
+
+def build_calibration(
+    data: EmbeddedSet,
+    *,
+    sets: list[str],
+    model_id: str,
+    aligned: bool = False,
+    person_ks: tuple[int, ...] = PERSON_KS,
+    created: str | None = None,
+    cohort_k: int | None = None,
+) -> Calibration:
+    """The calibration of embedded labelled faces (see :func:`calibrate_tree`).
+
+    Costs O(n^2) memory for the pair scores of n faces (more with ``cohort_k``).
+    """
     scores = all_pair_scores(data.embeddings, data.labels)
     genuine, impostors = scores.genuine, scores.impostor
     identities = sorted(str(x) for x in np.unique(data.labels))
@@ -72,9 +97,8 @@ def calibrate_tree(
         "impostor_mean": round(float(impostors.mean()), 4),
         "impostor_std": round(float(impostors.std()), 4),
         "aligned_input": aligned,
-        "model_id": engine.model_id,
+        "model_id": model_id,
     }
-    sets = sorted({dataset_name(r) for r in roots})
     source = f"{' + '.join(sets)}: all cross-identity pairs"
     cohort, normalised = None, None
     if cohort_k is not None:
@@ -88,7 +112,7 @@ def calibrate_tree(
         source += ", cohort-normalised"
     tables = person_tables(data.embeddings, data.labels, ks=person_ks, scores=normalised)
     provenance: dict[str, Any] = {
-        "model_id": engine.model_id,
+        "model_id": model_id,
         "created": created or datetime.now(UTC).replace(microsecond=0).isoformat(),
         "sets": sets,
         "identities": identities,
