@@ -128,6 +128,25 @@ def test_decided_crops_are_dropped_after_retention(service: FaceService, faces_d
     assert service.review_crop(item.id) is None
 
 
+def test_the_retention_sweep_drops_decided_crops(service: FaceService, faces_dir: Path) -> None:
+    """The purge left the write path of every search (where it scanned the review table
+    under the write lock) for the retention sweep, which records it only when due."""
+    from faceledger.service.retention import sweep
+
+    _enrol(service, faces_dir, ["leonard"], retain_days=0)
+    probe = sorted((faces_dir / BBT / "identities" / "leonard").iterdir())[4]
+    service.identify("bbt", probe, purpose="review test")
+    [item] = service.review_queue()
+    service.decide(item.id, "unsure", actor=_actor(service))
+    service.identify("bbt", probe, purpose="a search does not purge")
+    assert service.review_crop(item.id) is not None
+    sweep(service)
+    assert service.review_crop(item.id) is None
+    sweep(service)  # nothing due: nothing recorded
+    purges = [e for e in service.ledger.entries() if e["operation"] == "review.purge"]
+    assert len(purges) == 1 and purges[0]["result"]["crops_erased"] == 1
+
+
 def test_console_session_expires(tmp_path: Path) -> None:
     svc = FaceService(Settings(data=tmp_path / "data", console_session_seconds=1))
     try:

@@ -1,4 +1,5 @@
-"""Retention: erase persons whose retention date has passed, recording each erasure."""
+"""Retention: erase persons whose retention date has passed, recording each erasure, then
+the media results and the decided review items' probe crops past their retention."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ SWEEPER = Actor(key_id=None, role="system", name="retention-sweeper")
 
 def sweep(service: FaceService, *, at: datetime | None = None) -> list[tuple[str, str]]:
     """Erase every expired person (database, index, stored images), then the media results
-    older than ``media_retention_days``.
+    older than ``media_retention_days``, then the probe crops of review items decided
+    longer ago than their collection's retention.
 
     Returns the ``(collection, person)`` pairs erased. On a database shared by replicas
     one sweep runs at a time (an advisory lock); the others return at once with nothing.
@@ -34,6 +36,9 @@ def sweep(service: FaceService, *, at: datetime | None = None) -> list[tuple[str
                 "retention: erased a video's media results",
                 extra={"collection": collection, "video_sha256": video},
             )
+        crops = service.purge_reviews(actor=SWEEPER, only_if_due=True)
+        if crops:
+            log.info("retention: dropped review probe crops", extra={"crops": crops})
         return erased
 
 

@@ -336,8 +336,6 @@ class ReviewOps(MediaOps):
         # candidates (by pseudonym); each decision on them is an entry.
         with self.store.transaction() as tx:
             at = now()
-            self.reviews.purge(tx.conn, at)
-            # The write lock is held from here on.
             alive, kept = self.reviews.existing(
                 tx.conn,
                 {c.person_id for p in probes for c in p.candidates if c.person_id is not None},
@@ -442,10 +440,17 @@ class ReviewOps(MediaOps):
             work.result.update(status=status, decisions=count)
             return self.reviews.item(item_id, conn)
 
-    def purge_reviews(self, *, actor: Actor = LOCAL_ACTOR) -> int:
-        """Drop the probe crops of items decided longer ago than their retention."""
+    def purge_reviews(self, *, actor: Actor = LOCAL_ACTOR, only_if_due: bool = False) -> int:
+        """Drop the probe crops of items decided longer ago than their retention (audited).
+
+        ``only_if_due`` (the retention sweep): when no crop is due, do nothing and record
+        nothing, so a sweep every minute does not fill the ledger with empty purges.
+        """
+        at = now()
+        if only_if_due and not self.reviews.purge_due(at):
+            return 0
         with self.audited(actor, "review.purge") as work:
-            work.result["crops_erased"] = erased = self.reviews.purge(work.tx.conn, now())
+            work.result["crops_erased"] = erased = self.reviews.purge(work.tx.conn, at)
         return erased
 
     def face_crop(self, face_id: int) -> tuple[bytes | None, str, str | None]:

@@ -326,19 +326,23 @@ class ReviewStore:
             .values(status=status, decided_at=decided_at, erase_after=erase_after)
         )
 
+    @staticmethod
+    def _due(at: datetime) -> Any:
+        return and_(
+            review_items.c.erase_after.is_not(None),
+            review_items.c.erase_after <= at,
+            review_items.c.probe_crop.is_not(None),
+        )
+
+    def purge_due(self, at: datetime, conn: Connection | None = None) -> bool:
+        """Whether any decided item's probe crop is past its retention (by an index)."""
+        with self._read(conn) as c:
+            found = c.execute(select(review_items.c.id).where(self._due(at)).limit(1)).first()
+        return found is not None
+
     def purge(self, conn: Connection, at: datetime) -> int:
         """Drop the probe crops of decided items past their retention; how many."""
-        done = conn.execute(
-            update(review_items)
-            .where(
-                and_(
-                    review_items.c.erase_after.is_not(None),
-                    review_items.c.erase_after <= at,
-                    review_items.c.probe_crop.is_not(None),
-                )
-            )
-            .values(probe_crop=None)
-        )
+        done = conn.execute(update(review_items).where(self._due(at)).values(probe_crop=None))
         return int(done.rowcount or 0)
 
     # -- enrolled face images -----------------------------------------------------------

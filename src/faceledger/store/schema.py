@@ -230,6 +230,7 @@ review_items = Table(
     Column("erase_after", DateTime(timezone=True), nullable=True),
     Index("ix_review_items_status", "collection_id", "status", "id"),
     Index("ix_review_items_person", "person_id"),
+    Index("ix_review_items_erase_after", "erase_after"),
     sqlite_autoincrement=True,
 )
 
