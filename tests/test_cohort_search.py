@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from faceledger.cli.common import ExitCode
 from faceledger.cli.main import app
 from faceledger.config import Settings
 from faceledger.models.calibration import Calibration
@@ -113,3 +114,41 @@ def test_searches_apply_the_collection_cohort_calibration(
     assert [e["calibration_id"] for e in entries] == [entries[0]["calibration_id"], cal_id]
     assert entries[0]["calibration_id"] != cal_id
     assert grouping.groups  # bbt's people still group under normalised scores
+
+
+def test_a_cohort_calibration_checked_on_a_set_it_never_saw(
+    written: tuple[Path, str, Path], faces_dir: Path
+) -> None:
+    """`--check` normalises the check data against the calibration's cohort: on imfdb
+    (low-resolution crops of Indian film actors, none in glint) the stated rates hold
+    within 2x where measurable, and the CLI refuses combinations it cannot honour."""
+    data, _, _ = written
+    glint = faces_dir / "glint360k_celeb24" / "images"
+    args = ["eval", "calibrate", str(glint), "--aligned", "--fair", "--write"]
+    args += ["--store", str(data / "calibrations"), "--cache-dir", str(CACHE.parent)]
+    check = ["--check", str(faces_dir / "imfdb_subset"), "--layout", "prefix", "--json"]
+    result = CliRunner().invoke(app, [*args, *check])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["calibration"]["cohort"]["faces"] > 2000
+    rates = {r["stated_fmr"]: r for r in out["check"]["rates"]}
+    for stated in (1e-3, 1e-4):
+        r = rates[stated]
+        measured, fnmr = r["measured_fmr"], r["fnmr"]
+        print(f"\nimfdb at stated {stated:.0e}: measured {measured:.2e}, FNMR {fnmr:.3f}")
+        assert r["measurable"] and 0.5 <= r["ratio"] <= 2.0, r
+    for bad, message in [
+        (["--method", "fsn"], "drop --method fsn"),
+        (
+            [
+                "--labels",
+                str(faces_dir / "glint360k_celeb24" / "meta" / "gender_distribution.json"),
+                *check[:2],
+            ],
+            "drop --check",
+        ),
+    ]:
+        refused = CliRunner().invoke(app, [*args, *bad])
+        assert refused.exit_code == ExitCode.BAD_INPUT and message in refused.output, refused.output
+    alone = CliRunner().invoke(app, ["eval", "calibrate", str(glint), "--aligned", "--fair"])
+    assert alone.exit_code == ExitCode.BAD_INPUT and "--labels to measure by" in alone.output

@@ -243,44 +243,36 @@ def calibrate(
                 "--fair needs a TREE, and --labels to measure by or --write to save a "
                 "cohort-normalised calibration (or both)"
             )
-        fair_method = _method(method)
-        if write and fair_method != "cohort":
+        if labels is not None and check:
+            raise InvalidArgument("--fair --labels measures on TREE itself: drop --check")
+        if write and _method(method) != "cohort":  # also checks --method first
             raise InvalidArgument(
                 "--fair --write saves a cohort-normalised calibration; searches apply no "
                 "other method: drop --method fsn"
             )
-        engine = Engine(model)
-        with _cache(
-            engine, cache_dir, no_cache, pack=model, ray=ray, ray_workers=ray_workers
-        ) as cache:
-            if labels is not None:
-                _fair(
-                    engine, tree, labels, aligned, fair_method, clusters, cohort_k, cache, json_out
-                )
-            if write:
-                with progress_bar("embedding") as progress:
-                    fair_cal = calibrate_tree(
-                        engine,
-                        tree,
-                        aligned=aligned,
-                        cache=cache,
-                        progress=progress,
-                        cohort_k=cohort_k,
-                    )
-                saved = save_calibration(fair_cal, store or Settings().data / "calibrations")
-                typer.echo(f"saved calibration {fair_cal.calibration_id} to {saved}", err=True)
-                if labels is None:
-                    _show(_summary(fair_cal), json_out)
-        return None
     engine = Engine(model)
     cal = None
     with _cache(engine, cache_dir, no_cache, pack=model, ray=ray, ray_workers=ray_workers) as cache:
+        if fair and tree is not None and labels is not None:
+            fair_method = _method(method)
+            _fair(engine, tree, labels, aligned, fair_method, clusters, cohort_k, cache, json_out)
+            if not write:
+                return None
         if tree is not None:
             with progress_bar("embedding") as progress:
-                cal = calibrate_tree(engine, tree, aligned=aligned, cache=cache, progress=progress)
+                cal = calibrate_tree(
+                    engine,
+                    tree,
+                    aligned=aligned,
+                    cache=cache,
+                    progress=progress,
+                    cohort_k=cohort_k if fair else None,
+                )
             if write:
                 saved = save_calibration(cal, store or Settings().data / "calibrations")
                 typer.echo(f"saved calibration {cal.calibration_id} to {saved}", err=True)
+            if fair and labels is not None:
+                return None  # the fairness check was the output
         checked = None
         if check:
             with progress_bar("embedding check data") as progress:
@@ -295,11 +287,11 @@ def calibrate(
                     progress=progress,
                 )
     if checked is None:
-        return _show(cal.to_dict() if cal else {}, json_out)
+        return _show(_summary(cal) if cal else {}, json_out)
     if json_out:
-        return emit({"calibration": cal.to_dict(), "check": checked} if cal else checked)
+        return emit({"calibration": _summary(cal), "check": checked} if cal else checked)
     if cal is not None:
-        _show(cal.to_dict(), False)
+        _show(_summary(cal), False)
     typer.echo(
         f"{checked.calibration_source} checked on {', '.join(checked.datasets)}: "
         f"{checked.images} images with a face, {checked.identities} identities, "
