@@ -549,9 +549,25 @@ def test_a_video_timeline_shows_who_appears_when(console: Console, faces_dir: Pa
         media.status == 206
         and media.headers["content-range"] == f"bytes 0-99/{clip.stat().st_size}"
     )
+    spans = row.locator("a.jump").evaluate_all("links => links.map(a => a.textContent)")
+
+    # The review item the video made for lin links to the same moments of the same job.
+    page.goto(f"{console.url}/ui/review")
+    video_item = page.locator(f"tr.item[data-person='{lin}']", has_text="video.identify")
+    item_id = str(video_item.first.get_attribute("data-item"))
+    page.goto(f"{console.url}/ui/review/{item_id}")
+    assert _axe_problems(page) == []
+    seen = page.locator("section.seen-in")
+    assert seen.get_by_role("link", name=job).count() == 1
+    assert seen.locator("a.jump").evaluate_all("l => l.map(a => a.textContent)") == spans
+    seen.locator("a.jump").last.click()
+    page.wait_for_url(re.compile(rf"/ui/videos/{job}\?t={start}&end={end}#player$"))
     page.context.close()
 
     other = console.sign_in("second")  # another searcher's key sees only its own jobs
+    other.goto(f"{console.url}/ui/review/{item_id}")
+    assert other.locator("section.seen-in a.jump").count() == 0  # no job of its own to link
+    assert "no video job of it that you may open" in other.locator("section.seen-in").inner_text()
     other.goto(f"{console.url}/ui/videos")
     assert other.get_by_role("link", name=job).count() == 0
     assert other.request.get(f"{console.url}/ui/videos/{job}/file").status == 404

@@ -80,6 +80,8 @@ class ReviewItem:
     erase_after: datetime | None
     pseudonym: str = ""
     decisions: list[Decision] = field(default_factory=list)
+    source_sha256: str | None = None
+    """SHA-256 of the probe's image, or of the video for ``video.identify`` items."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +288,7 @@ class ReviewStore:
             erase_after=_aware(m["erase_after"]),
             pseudonym=row[-2] or "",
             decisions=decisions,
+            source_sha256=m["image_sha256"],
         )
 
     def add_decision(

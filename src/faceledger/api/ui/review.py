@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, Response
@@ -16,8 +17,13 @@ from faceledger.api.ui.console import (
     page,
     see_other,
 )
+from faceledger.api.ui.timeline import Span, read_timeline
+from faceledger.api.ui.videos import LISTED
 from faceledger.errors import NotFound
-from faceledger.store.review import STATUSES, ReviewSettings
+from faceledger.ledger.keys import Role
+from faceledger.service.jobs import JobRecord, VideoJobs
+from faceledger.service.review import ConsoleSession
+from faceledger.store.review import STATUSES, ReviewItem, ReviewSettings
 
 router = APIRouter(prefix="/ui", route_class=ConsoleRoute, include_in_schema=False)
 JPEG = "image/jpeg"
@@ -49,6 +55,32 @@ def queue(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SeenIn:
+    """The video a ``video.identify`` item came from: its job (when this key may see one)
+    and the candidate's intervals there, each a link that starts the job's player."""
+
+    job: JobRecord | None
+    spans: list[Span]
+
+
+def seen_in(request: Request, session: ConsoleSession, item: ReviewItem) -> SeenIn | None:
+    """Where a video item's person was seen, from the newest job of that video in the
+    item's collection among the :data:`LISTED` newest this key may see (an item from a
+    video indexed outside the server has no job: no links)."""
+    if item.operation != "video.identify" or not item.source_sha256:
+        return None
+    owner = None if session.key.role == Role.ADMIN else session.key.id
+    jobs: VideoJobs = request.app.state.video_jobs
+    for job in jobs.list(key_id=owner, limit=LISTED):
+        result = job.result or {}
+        if job.collection == item.collection and result.get("video_sha256") == item.source_sha256:
+            people = read_timeline(result).people
+            spans = [s for p in people if p.identified and p.label == item.person for s in p.spans]
+            return SeenIn(job, spans)
+    return SeenIn(None, [])
+
+
 @router.get("/review/{item_id}")
 def item(request: Request, item_id: int, service: ServiceDep, session: SearcherPage) -> Response:
     it = service.review_item(item_id)
@@ -57,7 +89,13 @@ def item(request: Request, item_id: int, service: ServiceDep, session: SearcherP
     return page(
         request,
         "item.html",
-        {"item": it, "faces": faces, "rule": rule, "me": session.key.id},
+        {
+            "item": it,
+            "faces": faces,
+            "rule": rule,
+            "me": session.key.id,
+            "seen": seen_in(request, session, it),
+        },
         session=session,
     )
 
