@@ -183,7 +183,11 @@ class EnrolledFace(BaseModel):
 class CandidatePublic(Out):
     person: str | None
     face_id: int
-    similarity: float
+    similarity: float = Field(
+        description="The score compared with the threshold: cosine similarity to the "
+        "person's faces (aggregated) or to the face, cohort-normalised when the "
+        "collection's calibration carries a cohort."
+    )
     fmr: float = Field(
         description="Estimated false match rate of this decision: per person (for a person "
         "with `faces` enrolled faces) in identify, per comparison for a face."
