@@ -100,3 +100,43 @@ def test_group_the_union_of_the_labelled_sets() -> None:
         f"{s.bcubed_precision:.3f}, recall {s.bcubed_recall:.3f} (edge FMR {found.edge_fmr:.1e})"
     )
     assert s.bcubed_precision >= 0.95 and s.bcubed_recall >= 0.90
+
+
+def test_group_under_a_cohort_calibration() -> None:
+    """`group` of a collection under a cohort calibration normalises its edges: on the
+    labelled sets outside the glint cohort it still keeps precision and recall."""
+    from faceledger.eval.calibrate import build_calibration
+
+    faces = real_faces()
+    engine = Engine("default")
+    cache = EmbeddingCache(CACHE, engine.model_id)
+    try:
+        glint = embed_trees(
+            engine, [faces / "glint360k_celeb24" / "images"], aligned=True, cache=cache
+        )
+        parts = [
+            embed_trees(engine, [faces / "imfdb_subset"], layout="prefix", cache=cache),
+            embed_trees(engine, [faces / d for d in SETS], cache=cache),
+        ]
+    finally:
+        cache.close()
+        engine.close()
+    x = np.concatenate([p.embeddings for p in parts])
+    truth = np.concatenate([p.labels for p in parts])
+    cal = build_calibration(
+        glint, sets=["glint360k_celeb24"], model_id=engine.model_id, aligned=True, cohort_k=200
+    )
+    found = group_faces(x, cal, max_fmr=1e-3)
+    s = clustering_scores(
+        truth, np.array(cluster_labels(len(truth), found.groups, found.messy_group))
+    )
+    plain = group_faces(x, engine.pack.require_calibration(), max_fmr=1e-3)
+    p = clustering_scores(
+        truth, np.array(cluster_labels(len(truth), plain.groups, plain.messy_group))
+    )
+    print(
+        f"\n{len(truth)} faces, BCubed precision / recall: cohort {s.bcubed_precision:.3f} / "
+        f"{s.bcubed_recall:.3f}, shipped {p.bcubed_precision:.3f} / {p.bcubed_recall:.3f}"
+    )
+    assert s.bcubed_precision >= 0.95 and s.bcubed_recall >= 0.90
+    assert found.threshold < plain.threshold  # normalised scores, a normalised threshold
