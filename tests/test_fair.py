@@ -173,3 +173,31 @@ def test_fair_check_from_the_command_line(
     bad = CliRunner().invoke(app, [*base, "--method", "zscore"])
     assert bad.exit_code == ExitCode.BAD_INPUT, bad.output
     assert "--method must be cohort or fsn" in bad.output
+
+
+def test_fair_check_by_a_chosen_column(
+    tmp_path: Path, faces_dir: Path, glint_by_gender: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    """Labels with several columns: --column picks the one measured (default the first)."""
+    root = faces_dir / "glint360k_celeb24"
+    genders = json.loads((root / "meta" / "gender_distribution.json").read_text())
+    rows = ["person,era,gender"] + [
+        f"{name},{'early' if i % 3 else 'late'},{g}" for i, (name, g) in enumerate(genders.items())
+    ]
+    labels = tmp_path / "labels.csv"
+    labels.write_text("\n".join(rows) + "\n")
+    base = ["eval", "calibrate", str(root / "images"), "--aligned", "--fair", "--json"]
+    base += ["--labels", str(labels), "--cache-dir", str(CACHE.parent)]
+    by_gender = CliRunner().invoke(app, [*base, "--column", "gender"])
+    assert by_gender.exit_code == 0, by_gender.output
+    out = json.loads(by_gender.stdout)
+    x, persons, gender = glint_by_gender
+    expected = json.loads(json.dumps(cross_fitted_check(x, persons, gender).to_dict()))
+    assert out["column"] == "gender" and out["pooled"] == expected["pooled"]
+    first = json.loads(CliRunner().invoke(app, base).stdout)
+    assert first["column"] == "era" and {p["group"] for p in first["pooled"]["points"]} == {
+        "early",
+        "late",
+    }
+    bad = CliRunner().invoke(app, [*base, "--column", "race"])
+    assert bad.exit_code == ExitCode.BAD_INPUT and "--column 'race' is not in" in bad.output

@@ -219,6 +219,10 @@ def calibrate(
         Path | None,
         typer.Option(help="Group labels to measure --fair by (never used to fit it)."),
     ] = None,
+    column: Annotated[
+        str | None,
+        typer.Option(help="The --labels column to measure --fair by (default: the first)."),
+    ] = None,
     method: Annotated[
         str,
         typer.Option(
@@ -255,7 +259,18 @@ def calibrate(
     with _cache(engine, cache_dir, no_cache, pack=model, ray=ray, ray_workers=ray_workers) as cache:
         if fair and tree is not None and labels is not None:
             fair_method = _method(method)
-            _fair(engine, tree, labels, aligned, fair_method, clusters, cohort_k, cache, json_out)
+            _fair(
+                engine,
+                tree,
+                labels,
+                column,
+                aligned,
+                fair_method,
+                clusters,
+                cohort_k,
+                cache,
+                json_out,
+            )
             if not write:
                 return None
         if tree is not None:
@@ -317,6 +332,7 @@ def _fair(
     engine: Engine,
     tree: Path,
     labels: Path,
+    column: str | None,
     aligned: bool,
     method: FairMethod,
     clusters: int,
@@ -329,7 +345,12 @@ def _fair(
     table = read_labels(labels)
     with progress_bar("embedding") as progress:
         data = embed_trees(engine, [tree], aligned=aligned, cache=cache, progress=progress)
-    column = table.columns[0]
+    if column is None:
+        column = table.columns[0]
+    elif column not in table.columns:
+        raise InvalidArgument(
+            f"--column {column!r} is not in {labels.name}: {', '.join(table.columns)}"
+        )
     groups = group_columns(data, table)[column]
     check = cross_fitted_check(
         data.embeddings, data.labels, groups, method=method, clusters=clusters, cohort_k=cohort_k
