@@ -29,30 +29,19 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
+from _cli import timed_cli
 from _ray_head import local_head, ray_env
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 
 
 def cli(data: Path, env: dict[str, str], *args: str) -> tuple[dict[str, Any], float]:
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "faceledger", "--data", str(data), *args, "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    elapsed = time.perf_counter() - started
-    if proc.returncode not in (0, 5):  # 5: some images refused (quality), the run went on
-        raise SystemExit(f"{args} failed: {proc.stderr[-2000:]}")
+    # exit code 5: some images refused (quality), the run went on
+    proc, elapsed = timed_cli(["--data", str(data), *args, "--json"], env, ok=(0, 5))
     return json.loads(proc.stdout), elapsed
 
 
@@ -86,18 +75,8 @@ def index_archive(
     data = root / f"data-{secrets.token_hex(3)}"
     cli(data, env, "collection", "create", "bench", "--no-require-consent")
     doc = root / f"archive-{secrets.token_hex(3)}.json"
-    started = time.perf_counter()
     command = ["video", "index-archive", str(videos), "--collection", "bench", "--json"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "faceledger", "--data", str(data), *command, str(doc), *extra],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    seconds = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise SystemExit(f"index-archive {extra} failed: {proc.stderr[-2000:]}")
+    _, seconds = timed_cli(["--data", str(data), *command, str(doc), *extra], env)
     out = json.loads(doc.read_text())
     indexes = {Path(v["path"]).name: v["index"] for v in out["videos"]}
     media = sum(i["duration"] or 0.0 for i in indexes.values())

@@ -18,13 +18,11 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
+from _cli import timed_cli
 from _ray_head import local_head, ray_env
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
@@ -35,17 +33,7 @@ RAY_LINE = re.compile(
 
 
 def verify(env: dict[str, str], args: list[str], cache: Path) -> dict[str, Any]:
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "faceledger", "eval", "verify", *args, "--cache-dir", str(cache)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    seconds = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise SystemExit(f"{args} failed: {proc.stderr[-2000:]}")
+    proc, seconds = timed_cli(["eval", "verify", *args, "--cache-dir", str(cache)], env)
     out = json.loads(proc.stdout)
     said = RAY_LINE.search(proc.stderr)
     return {
