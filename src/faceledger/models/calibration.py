@@ -13,8 +13,8 @@ labelled calibration identities:
 - its **provenance** (sets, identities, pairs, model id, date) and an **id**, the hash
   of its content, so a ledger entry can name the exact calibration behind a decision;
 - optionally a **cohort** (:mod:`faceledger.models.cohort`): then every table is of
-  cohort-normalised scores, and a search normalises its similarities before comparing
-  them with a threshold (:meth:`Calibration.scores`).
+  cohort-normalised scores, and a search subtracts both faces'
+  :meth:`Calibration.face_offsets` from a similarity before comparing it with a threshold.
 
 Files written before per-person tables existed still load; their per-person rates are the
 independence bound ``1 - (1 - f)^k``, which over-states the rate of correlated faces.
@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from faceledger.errors import InvalidArgument
-from faceledger.models.cohort import Cohort, normalise
+from faceledger.models.cohort import Cohort
 from faceledger.types import FloatArray
 
 STANDARD_FMRS: tuple[float, ...] = (
@@ -238,13 +238,6 @@ class Calibration:
     @property
     def has_person_tables(self) -> bool:
         return bool(self.per_person)
-
-    def scores(self, sims: FloatArray, queries: FloatArray, faces: FloatArray) -> FloatArray:
-        """The scores these tables rate: ``sims (q, n)`` of ``queries (q, d)`` against
-        ``faces (n, d)`` as they are, or cohort-normalised when the calibration has a cohort."""
-        if self.cohort is None:
-            return np.asarray(sims, dtype=np.float32)
-        return normalise(sims, self.cohort.means(queries), self.cohort.means(faces))
 
     def face_offsets(self, faces: FloatArray) -> FloatArray:
         """Half of each face's cohort mean (0 without a cohort): what normalising

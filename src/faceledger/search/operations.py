@@ -230,8 +230,8 @@ def verify_person(
     The threshold is the per-person one for k faces, so ``max_fmr`` is the rate of this
     decision, not of one of its k comparisons.
     """
-    raw = (gallery @ query)[None, :]
-    sims = np.sort(calibration.scores(raw, query[None, :], gallery)[0])[::-1]
+    offset = calibration.face_offsets(query[None, :])[0]
+    sims = np.sort(gallery @ query - offset - calibration.face_offsets(gallery))[::-1]
     k = int(sims.size)
     if k == 0:
         return PersonMatch(person, -1.0, 1.0, max_fmr, 1.0, False, 0, 1.0, aggregate)
