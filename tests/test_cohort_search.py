@@ -46,6 +46,7 @@ def written(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> tuple[
     args += ["--store", str(data / "calibrations"), "--cache-dir", str(CACHE.parent), "--json"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
+    assert "2259 face embeddings of TREE's people" in result.stderr
     shown = json.loads(result.stdout)
     assert shown["cohort"]["k"] == 200 and shown["cohort"]["faces"] > 2000
     assert "data" not in shown["cohort"]  # the terminal gets its hash, not its faces

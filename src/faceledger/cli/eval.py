@@ -286,6 +286,12 @@ def calibrate(
             if write:
                 saved = save_calibration(cal, store or Settings().data / "calibrations")
                 typer.echo(f"saved calibration {cal.calibration_id} to {saved}", err=True)
+                if cal.cohort is not None:
+                    typer.echo(
+                        f"it keeps {cal.cohort.size} face embeddings of TREE's people as its "
+                        "cohort, outside any collection: erasure does not reach them",
+                        err=True,
+                    )
             if fair and labels is not None:
                 return None  # the fairness check was the output
         checked = None
