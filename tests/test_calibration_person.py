@@ -114,6 +114,20 @@ def test_calibration_id_is_the_hash_of_its_content() -> None:
     assert Calibration.from_dict(edited).calibration_id != cal.calibration_id
 
 
+def test_a_saved_calibration_is_its_owner_only(tmp_path: Path) -> None:
+    """`eval calibrate --write` created DATA/calibrations 0755 under the shell's umask
+    (a cohort calibration holds face embeddings): the store now creates its folders 0700
+    and its files 0600, whatever the caller's umask."""
+    previous = os.umask(0o022)
+    try:
+        path = CalibrationStore(tmp_path / "data" / "calibrations").save(toy_calibration())
+    finally:
+        os.umask(previous)
+    for folder in (tmp_path / "data", tmp_path / "data" / "calibrations", path.parent):
+        assert folder.stat().st_mode & 0o777 == 0o700, folder
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
 def test_store_keeps_versions_and_finds_them_by_id(tmp_path: Path) -> None:
     store = CalibrationStore(tmp_path / "cals")
     cal = toy_calibration()

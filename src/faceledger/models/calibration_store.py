@@ -20,6 +20,7 @@ from typing import Any
 
 from faceledger.errors import InvalidArgument, NotFound, StoreError
 from faceledger.models.calibration import Calibration
+from faceledger.permissions import private_umask
 
 
 def model_of(calibration: Calibration) -> str:
@@ -52,6 +53,7 @@ class CalibrationStore:
 
     def save(self, calibration: Calibration) -> Path:
         """Write a calibration as a new version; the same content again is the same file.
+        Folders it creates are 0700 and the file 0600, as everything in a data folder.
 
         Raises:
             StoreError: the folder cannot be written.
@@ -62,7 +64,8 @@ class CalibrationStore:
             return path
         text = json.dumps(calibration.to_dict(), indent=1) + "\n"
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            with private_umask():  # the data folder's rule, whoever calls (a cohort is faces)
+                folder.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
             with os.fdopen(fd, "w") as fh:
                 fh.write(text)
