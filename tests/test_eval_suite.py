@@ -710,6 +710,10 @@ def test_cli_identify_cluster_calibrate_and_models_show(
     assert "EER" in out.stdout and "rank-1" in out.stdout and "dataset at stated" in out.stdout
     assert "covers: 24 adult public figures of glint360k_celeb24" in out.stdout
     assert "does not cover: children;" in out.stdout  # the card says who it was not made on
+    # where groups get uneven false match rates, the card says how to even them out
+    figures = json.loads((tmp_path / "f.json").read_text())
+    ratios = [d["fmr_ratio_worst_to_best"] or 0 for d in figures["fairness"]["differentials"]]
+    assert ("--fair --labels" in out.stdout) == (max(ratios) > 1.5), ratios
     listed = runner.invoke(models_app, ["--json"])
     assert listed.exit_code == 0 and json.loads(listed.stdout)[0]["name"] == "default"
 

@@ -31,6 +31,10 @@ models_app = typer.Typer(
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
 
+UNEVEN = 1.5
+"""A worst/best FMR ratio above which the card points to the fairness normalisation."""
+
+
 def cache_root(cache_dir: Path | None) -> Path:
     """``cache_dir``, else the settings' cache folder (``FACELEDGER_CACHE_DIR``, ``.cache``)."""
     return cache_dir if cache_dir is not None else Settings().cache_dir
@@ -299,6 +303,13 @@ def _card_lines(card: ModelCard) -> list[str]:
         lines.append(
             f"  {d.column} at stated FMR {d.stated_fmr:.0e}: {groups} "
             f"(worst/best FMR {_rate(d.fmr_ratio_worst_to_best)})"
+        )
+    uneven = [d.fmr_ratio_worst_to_best or 0.0 for d in card.fairness.differentials]
+    if uneven and max(uneven) > UNEVEN:
+        lines.append(
+            "  to even false match rates out without labels: measure `faceledger eval "
+            "calibrate TREE --fair --labels FILE`, save with `--fair --write`, and move a "
+            "collection to it (`faceledger collection calibration C ID`)"
         )
     check = card.calibration_check
     same = " (the data it was built from)" if check.same_data_as_calibration else ""
