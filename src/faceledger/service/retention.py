@@ -36,7 +36,7 @@ def sweep(service: FaceService, *, at: datetime | None = None) -> list[tuple[str
                 "retention: erased a video's media results",
                 extra={"collection": collection, "video_sha256": video},
             )
-        crops = service.purge_reviews(actor=SWEEPER, only_if_due=True)
+        crops = service.purge_reviews(actor=SWEEPER, only_if_due=True, at=at)
         if crops:
             log.info("retention: dropped review probe crops", extra={"crops": crops})
         return erased

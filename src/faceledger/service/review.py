@@ -336,6 +336,8 @@ class ReviewOps(MediaOps):
         # candidates (by pseudonym); each decision on them is an entry.
         with self.store.transaction() as tx:
             at = now()
+            # The write lock is held from this first statement: persons and faces found
+            # alive here stay so until the commit.
             alive, kept = self.reviews.existing(
                 tx.conn,
                 {c.person_id for p in probes for c in p.candidates if c.person_id is not None},
@@ -440,13 +442,20 @@ class ReviewOps(MediaOps):
             work.result.update(status=status, decisions=count)
             return self.reviews.item(item_id, conn)
 
-    def purge_reviews(self, *, actor: Actor = LOCAL_ACTOR, only_if_due: bool = False) -> int:
-        """Drop the probe crops of items decided longer ago than their retention (audited).
+    def purge_reviews(
+        self,
+        *,
+        actor: Actor = LOCAL_ACTOR,
+        only_if_due: bool = False,
+        at: datetime | None = None,
+    ) -> int:
+        """Drop the probe crops of decided items whose retention has ended by ``at``
+        (default now); audited.
 
         ``only_if_due`` (the retention sweep): when no crop is due, do nothing and record
         nothing, so a sweep every minute does not fill the ledger with empty purges.
         """
-        at = now()
+        at = at or now()
         if only_if_due and not self.reviews.purge_due(at):
             return 0
         with self.audited(actor, "review.purge") as work:
