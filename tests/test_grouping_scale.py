@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,10 @@ import pytest
 
 from faceledger.engine import Engine
 from faceledger.eval.cache import EmbeddingCache
-from faceledger.eval.clustering import cluster_labels, clustering_scores
-from faceledger.eval.dataset import embed_trees
-from faceledger.models.calibration import calibrate
-from faceledger.search.grouping import GroupingOptions, edge_rate, group_faces
+from faceledger.eval.clustering import ClusteringScores, cluster_labels, clustering_scores
+from faceledger.eval.dataset import EmbeddedSet, embed_trees
+from faceledger.models.calibration import Calibration, calibrate
+from faceledger.search.grouping import Grouping, GroupingOptions, edge_rate, group_faces
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "faces"
@@ -72,41 +73,18 @@ def test_a_large_face_like_gallery_keeps_its_precision() -> None:
     assert scores["per face"].bcubed_recall >= 0.9
 
 
-@pytest.mark.integration
-def test_group_the_union_of_the_labelled_sets() -> None:
-    faces = real_faces()
-    engine = Engine("default")
-    cache = EmbeddingCache(CACHE, engine.model_id)
-    try:
-        parts = [
-            embed_trees(
-                engine, [faces / "glint360k_celeb24" / "images"], aligned=True, cache=cache
-            ),
-            embed_trees(engine, [faces / "imfdb_subset"], layout="prefix", cache=cache),
-            embed_trees(engine, [faces / d for d in SETS], cache=cache),
-        ]
-    finally:
-        cache.close()
-        engine.close()
-    x = np.concatenate([p.embeddings for p in parts])
-    truth = np.concatenate([p.labels for p in parts])
-    assert x.shape[0] > 3000 and np.unique(truth).size > 60
-    found = group_faces(x, engine.pack.require_calibration(), max_fmr=1e-3)
-    s = clustering_scores(
-        truth, np.array(cluster_labels(len(truth), found.groups, found.messy_group))
-    )
-    print(
-        f"{len(truth)} faces of {np.unique(truth).size} persons: BCubed precision "
-        f"{s.bcubed_precision:.3f}, recall {s.bcubed_recall:.3f} (edge FMR {found.edge_fmr:.1e})"
-    )
-    assert s.bcubed_precision >= 0.95 and s.bcubed_recall >= 0.90
+@dataclass(frozen=True)
+class Labelled:
+    """The labelled sets of ../shared/faces, embedded: glint, and every other set."""
+
+    glint: EmbeddedSet
+    others: list[EmbeddedSet]
+    calibration: Calibration
+    model_id: str
 
 
-def test_group_under_a_cohort_calibration() -> None:
-    """`group` of a collection under a cohort calibration normalises its edges: on the
-    labelled sets outside the glint cohort it still keeps precision and recall."""
-    from faceledger.eval.calibrate import build_calibration
-
+@pytest.fixture(scope="module")
+def labelled() -> Labelled:
     faces = real_faces()
     engine = Engine("default")
     cache = EmbeddingCache(CACHE, engine.model_id)
@@ -114,28 +92,57 @@ def test_group_under_a_cohort_calibration() -> None:
         glint = embed_trees(
             engine, [faces / "glint360k_celeb24" / "images"], aligned=True, cache=cache
         )
-        parts = [
+        others = [
             embed_trees(engine, [faces / "imfdb_subset"], layout="prefix", cache=cache),
             embed_trees(engine, [faces / d for d in SETS], cache=cache),
         ]
     finally:
         cache.close()
         engine.close()
+    return Labelled(glint, others, engine.pack.require_calibration(), engine.model_id)
+
+
+def bcubed(parts: list[EmbeddedSet], cal: Calibration) -> tuple[ClusteringScores, Grouping]:
+    """BCubed scores of ``group`` over the faces of ``parts`` (labels are the truth)."""
     x = np.concatenate([p.embeddings for p in parts])
     truth = np.concatenate([p.labels for p in parts])
-    cal = build_calibration(
-        glint, sets=["glint360k_celeb24"], model_id=engine.model_id, aligned=True, cohort_k=200
-    )
     found = group_faces(x, cal, max_fmr=1e-3)
-    s = clustering_scores(
-        truth, np.array(cluster_labels(len(truth), found.groups, found.messy_group))
-    )
-    plain = group_faces(x, engine.pack.require_calibration(), max_fmr=1e-3)
-    p = clustering_scores(
-        truth, np.array(cluster_labels(len(truth), plain.groups, plain.messy_group))
-    )
+    labels = np.array(cluster_labels(len(truth), found.groups, found.messy_group))
+    return clustering_scores(truth, labels), found
+
+
+@pytest.mark.integration
+def test_group_the_union_of_the_labelled_sets(labelled: Labelled) -> None:
+    parts = [labelled.glint, *labelled.others]
+    faces = sum(p.labels.size for p in parts)
+    persons = np.unique(np.concatenate([p.labels for p in parts])).size
+    assert faces > 3000 and persons > 60
+    s, found = bcubed(parts, labelled.calibration)
     print(
-        f"\n{len(truth)} faces, BCubed precision / recall: cohort {s.bcubed_precision:.3f} / "
+        f"{faces} faces of {persons} persons: BCubed precision "
+        f"{s.bcubed_precision:.3f}, recall {s.bcubed_recall:.3f} (edge FMR {found.edge_fmr:.1e})"
+    )
+    assert s.bcubed_precision >= 0.95 and s.bcubed_recall >= 0.90
+
+
+@pytest.mark.integration
+def test_group_under_a_cohort_calibration(labelled: Labelled) -> None:
+    """`group` of a collection under a cohort calibration normalises its edges: on the
+    labelled sets outside the glint cohort it still keeps precision and recall."""
+    from faceledger.eval.calibrate import build_calibration
+
+    cal = build_calibration(
+        labelled.glint,
+        sets=["glint360k_celeb24"],
+        model_id=labelled.model_id,
+        aligned=True,
+        cohort_k=200,
+    )
+    s, found = bcubed(labelled.others, cal)
+    p, plain = bcubed(labelled.others, labelled.calibration)
+    faces = sum(part.labels.size for part in labelled.others)
+    print(
+        f"\n{faces} faces, BCubed precision / recall: cohort {s.bcubed_precision:.3f} / "
         f"{s.bcubed_recall:.3f}, shipped {p.bcubed_precision:.3f} / {p.bcubed_recall:.3f}"
     )
     assert s.bcubed_precision >= 0.95 and s.bcubed_recall >= 0.90
