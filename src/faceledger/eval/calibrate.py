@@ -22,7 +22,13 @@ from faceledger.eval.cache import EmbeddingCache
 from faceledger.eval.dataset import EmbeddedSet, Layout, Progress, dataset_name, embed_trees
 from faceledger.eval.person import person_tables
 from faceledger.eval.verification import all_pair_scores
-from faceledger.models.calibration import MIN_EXCEEDANCES, PERSON_KS, Calibration, calibrate
+from faceledger.models.calibration import (
+    MIN_EXCEEDANCES,
+    PERSON_KS,
+    Calibration,
+    calibrate,
+    impostor_scores,
+)
 from faceledger.models.calibration_store import CalibrationStore
 from faceledger.models.cohort import Cohort
 from faceledger.types import FloatArray
@@ -102,11 +108,11 @@ def build_calibration(
     source = f"{' + '.join(sets)}: all cross-identity pairs"
     cohort, normalised = None, None
     if cohort_k is not None:
-        from faceledger.eval.fair import CohortNormalizer, cohort_impostors
+        from faceledger.eval.fair import CohortNormalizer
 
         normalizer = CohortNormalizer(Cohort(data.embeddings, cohort_k), data.labels)
         normalised = normalizer.fit_scores(data.embeddings, data.labels)
-        impostors = cohort_impostors(normalised, data.labels)
+        impostors = impostor_scores(data.embeddings, data.labels, normalised)
         cohort = normalizer.cohort
         meta["fair"] = normalizer.to_dict()
         source += ", cohort-normalised"

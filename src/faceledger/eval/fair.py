@@ -33,8 +33,8 @@ import numpy.typing as npt
 
 from faceledger.errors import InvalidArgument
 from faceledger.eval.verification import threshold_at_fmr
-from faceledger.models.calibration import STANDARD_FMRS, Calibration, calibrate
-from faceledger.models.cohort import COHORT_K, Cohort, normalise
+from faceledger.models.calibration import STANDARD_FMRS, Calibration, calibrate, impostor_scores
+from faceledger.models.cohort import COHORT_K, Cohort, shifted
 from faceledger.types import FloatArray
 
 FairMethod = Literal["cohort", "fsn"]
@@ -107,8 +107,7 @@ class CohortNormalizer:
     persons: npt.NDArray[Any]
 
     def pair_scores(self, embeddings: FloatArray) -> FloatArray:
-        m = self.cohort.means(embeddings)
-        return normalise(embeddings @ embeddings.T, m, m)
+        return shifted(embeddings, self.cohort.offsets(embeddings))
 
     def fit_scores(self, embeddings: FloatArray, persons: npt.NDArray[Any]) -> FloatArray:
         x = self.cohort.embeddings
@@ -142,8 +141,7 @@ class FairNormalizer:
 
     def pair_scores(self, embeddings: FloatArray) -> FloatArray:
         """Normalised similarities ``(n, n)`` of every pair of rows."""
-        h = self.shift(embeddings)
-        return np.asarray(embeddings @ embeddings.T - h[:, None] - h[None, :], dtype=np.float32)
+        return shifted(embeddings, self.shift(embeddings).astype(np.float32))
 
     def fit_scores(self, embeddings: FloatArray, persons: npt.NDArray[Any]) -> FloatArray:
         return self.pair_scores(embeddings)
@@ -241,19 +239,12 @@ def fair_calibration(
     """The per-comparison table of normalised impostor scores of the fitting identities.
     A cohort normaliser's cohort goes with it, so searches under it would normalise."""
     return calibrate(
-        cohort_impostors(normalizer.fit_scores(embeddings, labels), labels),
+        impostor_scores(embeddings, labels, normalizer.fit_scores(embeddings, labels)),
         source=source,
         fmrs=STANDARD_FMRS,
         meta={"fair": normalizer.to_dict()},
         cohort=normalizer.cohort if isinstance(normalizer, CohortNormalizer) else None,
     )
-
-
-def cohort_impostors(scores: FloatArray, labels: npt.NDArray[Any]) -> FloatArray:
-    """The cross-identity entries of a pair-score matrix ``(n, n)``, each pair once."""
-    iu = np.triu_indices(len(labels), k=1)
-    cross = labels[iu[0]] != labels[iu[1]]
-    return np.ascontiguousarray(scores[iu][cross], dtype=np.float32)
 
 
 # -- measurement -------------------------------------------------------------------------
@@ -437,9 +428,7 @@ def cross_fitted_check(
         fit = np.isin(labels, names[fold::2])
         fe, fl = embeddings[fit], labels[fit]
         normalizer = fit_normalizer(method, fe, fl, clusters=clusters, cohort_k=cohort_k, seed=seed)
-        iu = np.triu_indices(len(fl), k=1)
-        cross = fl[iu[0]] != fl[iu[1]]
-        plain = calibrate(np.ascontiguousarray((fe @ fe.T)[iu][cross]), source="fit half")
+        plain = calibrate(impostor_scores(fe, fl), source="fit half")
         fair = fair_calibration(normalizer, fe, fl, source="fit half, normalised")
         folds.append(
             measure_fold(

@@ -240,11 +240,11 @@ class Calibration:
         return bool(self.per_person)
 
     def face_offsets(self, faces: FloatArray) -> FloatArray:
-        """Half of each face's cohort mean (0 without a cohort): what normalising
-        subtracts from any score the face takes part in."""
+        """What normalising subtracts from any score a face takes part in (0 without a
+        cohort; see :meth:`Cohort.offsets`)."""
         if self.cohort is None:
             return np.zeros(faces.shape[0], dtype=np.float32)
-        return np.asarray(self.cohort.means(faces) / 2, dtype=np.float32)
+        return self.cohort.offsets(faces)
 
     @cached_property
     def calibration_id(self) -> str:
@@ -317,10 +317,13 @@ def _check_aggregate(aggregate: str) -> None:
 
 
 def impostor_scores(
-    embeddings: npt.NDArray[np.float32], labels: npt.NDArray[Any]
+    embeddings: npt.NDArray[np.float32],
+    labels: npt.NDArray[Any],
+    scores: npt.NDArray[np.float32] | None = None,
 ) -> npt.NDArray[np.float32]:
-    """All cross-identity similarities of ``embeddings (n, d)``, each unordered pair once."""
-    sims = embeddings @ embeddings.T
+    """All cross-identity similarities of ``embeddings (n, d)``, each unordered pair once
+    (of the pair scores ``(n, n)`` when given, e.g. normalised ones)."""
+    sims = embeddings @ embeddings.T if scores is None else scores
     iu = np.triu_indices(len(labels), k=1)
     cross = labels[iu[0]] != labels[iu[1]]
     return np.ascontiguousarray(sims[iu][cross], dtype=np.float32)

@@ -78,6 +78,11 @@ class Cohort:
             out[start : start + BLOCK] = top.mean(axis=1)
         return out
 
+    def offsets(self, x: FloatArray) -> FloatArray:
+        """``m(x) / 2`` of each row: what normalising subtracts from any score it takes
+        part in (``s - m(a)/2 - m(b)/2``)."""
+        return np.asarray(self.means(x) / 2, dtype=np.float32)
+
     def to_dict(self) -> dict[str, Any]:
         half = self.embeddings.astype(np.float16)
         return {
@@ -109,6 +114,7 @@ class Cohort:
         return cohort
 
 
-def normalise(sims: FloatArray, rows: FloatArray, cols: FloatArray) -> FloatArray:
-    """``sims (q, n)`` minus half of each row's and each column's cohort mean."""
-    return np.asarray(sims - (rows[:, None] + cols[None, :]) / 2, dtype=np.float32)
+def shifted(embeddings: FloatArray, offsets: FloatArray) -> FloatArray:
+    """Similarities ``(n, n)`` of every pair of rows, each less both rows' ``offsets``."""
+    sims = embeddings @ embeddings.T
+    return np.asarray(sims - offsets[:, None] - offsets[None, :], dtype=np.float32)

@@ -99,11 +99,15 @@ def scored(
     if calibration.cohort is None:
         return result
     found = result.ids >= 0
-    ids, vectors = store.face_vectors(collection, sorted({int(i) for i in result.ids[found]}))
-    offset = dict(zip(ids.tolist(), calibration.face_offsets(vectors).tolist(), strict=True))
-    faces = np.array([[offset.get(int(i), np.inf) for i in row] for row in result.ids])
+    ids = np.unique(result.ids[found])
+    vectors = store.face_vectors(collection, ids)
+    held = ~np.isnan(vectors[:, 0])  # erased since the index answered: no score
+    offsets = np.full(ids.size, np.nan, dtype=np.float32)
+    offsets[held] = calibration.face_offsets(vectors[held])
+    faces = np.full(result.ids.shape, np.nan, dtype=np.float32)
+    faces[found] = offsets[np.searchsorted(ids, result.ids[found])]
     scores = result.scores - calibration.face_offsets(queries)[:, None] - faces
-    scores = np.where(found & np.isfinite(faces), scores, -np.inf).astype(np.float32)
+    scores = np.where(np.isfinite(scores), scores, -np.inf).astype(np.float32)
     order = np.argsort(-scores, axis=1, kind="stable")
     ids_sorted = np.take_along_axis(np.where(np.isfinite(scores), result.ids, -1), order, axis=1)
     return SearchResult(ids_sorted, np.take_along_axis(scores, order, axis=1))

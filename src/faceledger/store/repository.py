@@ -36,7 +36,7 @@ from faceledger.store.db import (
 from faceledger.store.jobs import redact_collection, redact_person
 from faceledger.store.pgvectors import PgVectorCollectionIndex, open_pgvector
 from faceledger.store.schema import collections, faces, persons, vector_changes
-from faceledger.store.vectors import SAVE_EVERY, CollectionIndex
+from faceledger.store.vectors import SAVE_EVERY, CollectionIndex, stored_vectors
 from faceledger.types import FloatArray
 
 log = logging.getLogger(__name__)
@@ -615,19 +615,13 @@ class Store:
             ).all()
         return _unpack(rows, col.embedding_dim)
 
-    def face_vectors(
-        self, collection: CollectionRecord, face_ids: Sequence[int]
-    ) -> tuple[np.ndarray, FloatArray]:
-        """Ids and embeddings ``(n, d)`` of those of ``face_ids`` the collection holds."""
-        if not face_ids:
-            return _unpack([], collection.embedding_dim)
+    def face_vectors(self, collection: CollectionRecord, face_ids: np.ndarray) -> FloatArray:
+        """Embeddings ``(n, d)`` of sorted ``face_ids``, as the rerank reads them
+        (:func:`stored_vectors`): a NaN row for a face the collection does not hold."""
+        if face_ids.size == 0:
+            return np.zeros((0, collection.embedding_dim), np.float32)
         with read_transaction(self._engine) as conn:
-            rows = conn.execute(
-                select(faces.c.id, faces.c.embedding).where(
-                    faces.c.collection_id == collection.id, faces.c.id.in_(list(face_ids))
-                )
-            ).all()
-        return _unpack(rows, collection.embedding_dim)
+            return stored_vectors(conn, collection.id, collection.embedding_dim, face_ids)
 
     def face_owners(self, face_ids: Sequence[int]) -> dict[int, tuple[int | None, str | None]]:
         """``face id -> (person id, person name)`` for faces that exist (face-list faces: None)."""
