@@ -19,12 +19,15 @@ import pytest
 
 from faceledger.config import Settings
 from faceledger.engine import Engine
+from faceledger.eval.cache import EmbeddingCache
+from faceledger.eval.dataset import EmbeddedSet, embed_trees
 from faceledger.service import FaceService
 from tests.pg import any_store, db_url, postgres  # noqa: F401  (fixtures for every module)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
+EMBEDDINGS = Path(__file__).resolve().parents[1] / ".cache" / "embeddings"
 IN_CI = bool(os.environ.get("CI"))
-REAL_DATA_FIXTURES = {"faces_dir", "engine", "service"}
+REAL_DATA_FIXTURES = {"faces_dir", "engine", "service", "glint"}
 _skipped: list[str] = []
 
 
@@ -80,6 +83,18 @@ def engine() -> Iterator[Engine]:
     eng = Engine("default")
     yield eng
     eng.close()
+
+
+@pytest.fixture(scope="session")
+def glint(faces_dir: Path, engine: Engine) -> EmbeddedSet:
+    """glint360k_celeb24's aligned crops, embedded once (through the evaluation cache)."""
+    cache = EmbeddingCache(EMBEDDINGS, engine.model_id)
+    try:
+        return embed_trees(
+            engine, [faces_dir / "glint360k_celeb24" / "images"], aligned=True, cache=cache
+        )
+    finally:
+        cache.close()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -183,14 +182,7 @@ def test_verify_person_uses_the_threshold_for_the_persons_faces() -> None:
     assert match.fmr > match.fmr_per_comparison
 
 
-# -- real faces --------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def engine() -> Iterator[Engine]:
-    eng = Engine("default")
-    yield eng
-    eng.close()
-
-
+# -- real faces (the session's engine and glint come from conftest) ---------------------
 @pytest.fixture(scope="module")
 def held_out(engine: Engine) -> EmbeddedSet:
     """Every labelled face of the sets the default pack was not calibrated on."""
@@ -266,20 +258,12 @@ def test_reported_fpir_bounds_the_measured_fpir(engine: Engine, held_out: Embedd
 
 @pytest.mark.integration
 def test_a_cohort_calibration_states_held_out_rates_closer(
-    engine: Engine, held_out: EmbeddedSet
+    engine: Engine, held_out: EmbeddedSet, glint: EmbeddedSet
 ) -> None:
     """The same two checks under a cohort-normalised calibration of glint (what `eval
     calibrate --fair --write` saves): every score normalised against its cohort, as a
     search under it does. Per person and per gallery, its stated rates are nearer the
     measured ones on these sets than the shipped table's (which over-states them here)."""
-    faces = real_faces()
-    cache = EmbeddingCache(CACHE, engine.model_id)
-    try:
-        glint = embed_trees(
-            engine, [faces / "glint360k_celeb24" / "images"], aligned=True, cache=cache
-        )
-    finally:
-        cache.close()
     cal = build_calibration(
         glint, sets=["glint360k_celeb24"], model_id=engine.model_id, aligned=True, cohort_k=200
     )

@@ -17,10 +17,8 @@ from typer.testing import CliRunner
 
 from faceledger.cli.common import ExitCode
 from faceledger.cli.main import app
-from faceledger.engine import Engine
 from faceledger.errors import InvalidArgument
-from faceledger.eval.cache import EmbeddingCache
-from faceledger.eval.dataset import embed_trees, group_columns, read_labels
+from faceledger.eval.dataset import EmbeddedSet, group_columns, read_labels
 from faceledger.eval.fair import CohortNormalizer, FairCheck, cohort_means, cross_fitted_check
 from faceledger.models.cohort import Cohort
 
@@ -105,14 +103,10 @@ def test_a_check_needs_identities_on_both_sides() -> None:
 
 
 @pytest.fixture(scope="module")
-def glint_by_gender(faces_dir: Path, engine: Engine) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    cache = EmbeddingCache(CACHE, engine.model_id)
-    try:
-        data = embed_trees(
-            engine, [faces_dir / "glint360k_celeb24" / "images"], aligned=True, cache=cache
-        )
-    finally:
-        cache.close()
+def glint_by_gender(
+    faces_dir: Path, glint: EmbeddedSet
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    data = glint
     table = read_labels(faces_dir / "glint360k_celeb24" / "meta" / "gender_distribution.json")
     gender = group_columns(data, table)[table.columns[0]]
     assert set(gender.tolist()) == {"F", "M"}

@@ -84,21 +84,16 @@ class Labelled:
 
 
 @pytest.fixture(scope="module")
-def labelled() -> Labelled:
+def labelled(engine: Engine, glint: EmbeddedSet) -> Labelled:
     faces = real_faces()
-    engine = Engine("default")
     cache = EmbeddingCache(CACHE, engine.model_id)
     try:
-        glint = embed_trees(
-            engine, [faces / "glint360k_celeb24" / "images"], aligned=True, cache=cache
-        )
         others = [
             embed_trees(engine, [faces / "imfdb_subset"], layout="prefix", cache=cache),
             embed_trees(engine, [faces / d for d in SETS], cache=cache),
         ]
     finally:
         cache.close()
-        engine.close()
     return Labelled(glint, others, engine.pack.require_calibration(), engine.model_id)
 
 
